@@ -1,0 +1,1 @@
+"""Berth client library: OCI primitives, registry sessions, push/pull/pack, and the `berth` CLI."""

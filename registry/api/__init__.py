@@ -1,0 +1,1 @@
+"""HTTP handlers for the distribution-spec endpoints, one module per resource."""

@@ -1,0 +1,95 @@
+"""What every handler shares: the registry handle, name checks, pagination, bodies."""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, NoReturn
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from client.oci.digest import Digest, DigestError
+from client.oci.reference import is_valid_name
+
+from .. import errors
+from ..config import Config
+from ..storage import Registry
+
+REGISTRY = web.AppKey("registry", Registry)
+CONFIG = web.AppKey("config", Config)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class PaginationInvalid(errors.RegistryError):
+    code, status, default_message = "PAGINATION_NUMBER_INVALID", 400, "invalid number of results"
+
+
+def registry(request: web.Request) -> Registry:
+    return request.app[REGISTRY]
+
+
+def config(request: web.Request) -> Config:
+    return request.app[CONFIG]
+
+
+def repository(request: web.Request) -> str:
+    name = request.match_info["name"]
+    if not is_valid_name(name):
+        raise errors.NameInvalid(detail={"name": name})
+    return name
+
+
+def digest_param(value: str | None, what: str = "digest") -> Digest:
+    if value is None:
+        raise errors.DigestInvalid(f"the {what} parameter is required")
+    try:
+        return Digest.parse(value)
+    except DigestError as exc:
+        raise errors.DigestInvalid(str(exc), detail={what: value}) from None
+
+
+async def name_known(
+    request: web.Request, name: str, exc: errors.RegistryError
+) -> NoReturn:
+    """Re-raise a 404 as NAME_UNKNOWN when the repository itself does not exist."""
+    if not await registry(request).repositories.exists(name):
+        raise errors.NameUnknown(detail={"name": name}) from exc
+    raise exc
+
+
+def paginate(request: web.Request, items: list[str], path: str) -> tuple[list[str], str | None]:
+    """Apply `n` and `last` to a sorted list; return the page and its RFC 5988 Link."""
+    last = request.query.get("last")
+    if last:
+        items = items[bisect_right(items, last) :]
+    raw_n = request.query.get("n")
+    if raw_n is None or raw_n == "":
+        return items, None
+    try:
+        n = int(raw_n)
+        if n < 0:
+            raise ValueError
+    except ValueError:
+        raise PaginationInvalid(detail={"n": raw_n}) from None
+    page = items[:n]
+    if n == 0 or len(items) <= n:
+        return page, None
+    query = urlencode({"n": n, "last": page[-1]})
+    return page, f'<{path}?{query}>; rel="next"'
+
+
+def json_response(body: Any, status: int = 200, **kwargs: Any) -> web.Response:
+    return web.json_response(body, status=status, **kwargs)
+
+
+async def body_stream(request: web.Request) -> AsyncIterator[bytes]:
+    async for chunk in request.content.iter_any():
+        yield chunk
+
+
+def has_body(request: web.Request) -> bool:
+    return bool(request.content_length) or (
+        request.content_length is None and request.headers.get("Transfer-Encoding") is not None
+    )

@@ -1,0 +1,86 @@
+"""`/v2/<name>/manifests/<reference>`: fetch, check, push and delete manifests."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from .. import errors
+from ..storage.manifests import ManifestInfo
+from .common import config, name_known, registry, repository
+
+
+def _headers(info: ManifestInfo) -> dict[str, str]:
+    digest = str(info.digest)
+    return {
+        "Docker-Content-Digest": digest,
+        "ETag": f'"{digest}"',
+        "Content-Type": info.media_type,
+    }
+
+
+async def get_manifest(request: web.Request) -> web.StreamResponse:
+    name = repository(request)
+    reference = request.match_info["reference"]
+    manifests = registry(request).manifests
+    try:
+        if request.method == "HEAD":
+            info = await manifests.info(name, reference)
+            return web.Response(
+                headers={**_headers(info), "Content-Length": str(info.size)}
+            )
+        info, data = await manifests.get(name, reference)
+    except (errors.ManifestUnknown, errors.BlobUnknown) as exc:
+        await name_known(request, name, exc)
+    headers = _headers(info)
+    if request.headers.get("If-None-Match") == headers["ETag"]:
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=data, headers=headers)
+
+
+async def _read_limited(request: web.Request, limit: int) -> bytes:
+    if request.content_length is not None and request.content_length > limit:
+        raise errors.ManifestTooLarge(detail={"limit": limit, "size": request.content_length})
+    parts: list[bytes] = []
+    total = 0
+    async for chunk in request.content.iter_any():
+        total += len(chunk)
+        if total > limit:
+            raise errors.ManifestTooLarge(detail={"limit": limit})
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+async def put_manifest(request: web.Request) -> web.StreamResponse:
+    name = repository(request)
+    reference = request.match_info["reference"]
+    data = await _read_limited(request, config(request).berth.manifest_max_bytes)
+    info = await registry(request).manifests.put(
+        name, reference, data, request.headers.get("Content-Type"),
+        extra_tags=request.query.getall("tag", []),
+    )
+    headers = {
+        "Location": f"/v2/{name}/manifests/{info.digest}",
+        "Docker-Content-Digest": str(info.digest),
+    }
+    if info.subject is not None:
+        headers["OCI-Subject"] = str(info.subject)
+    return web.Response(status=201, headers=headers)
+
+
+async def delete_manifest(request: web.Request) -> web.StreamResponse:
+    name = repository(request)
+    if not config(request).storage.delete.enabled:
+        raise errors.Unsupported("deletion is disabled (storage.delete.enabled)")
+    try:
+        await registry(request).manifests.delete(name, request.match_info["reference"])
+    except errors.ManifestUnknown as exc:
+        await name_known(request, name, exc)
+    return web.Response(status=202)
+
+
+def routes(app: web.Application) -> None:
+    path = "/v2/{name:.+}/manifests/{reference:[^/]+}"
+    app.router.add_route("GET", path, get_manifest)
+    app.router.add_route("HEAD", path, get_manifest)
+    app.router.add_route("PUT", path, put_manifest)
+    app.router.add_route("DELETE", path, delete_manifest)

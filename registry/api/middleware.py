@@ -1,0 +1,68 @@
+"""Turn every failure into the spec's JSON error body; never leak a traceback."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from aiohttp import web
+from aiohttp.web_exceptions import HTTPException
+
+from .. import errors
+from ..storage.drivers.base import StorageError
+from .common import Handler
+
+log = logging.getLogger("registry.api")
+
+API_VERSION = {"Docker-Distribution-API-Version": "registry/2.0"}
+
+
+def error_response(exc: errors.RegistryError) -> web.Response:
+    return web.Response(
+        status=exc.status,
+        body=json.dumps(exc.body()).encode(),
+        content_type="application/json",
+        headers={**exc.headers, **API_VERSION},
+    )
+
+
+def _from_http(exc: HTTPException) -> errors.RegistryError:
+    if exc.status == 404:
+        return errors.NotFound()
+    if exc.status == 405:
+        allowed = exc.headers.get("Allow", "")
+        return errors.Unsupported(
+            "method not allowed", detail={"allowed": allowed}, headers={"Allow": allowed}
+        )
+    if exc.status == 413:
+        return errors.SizeInvalid("request entity too large")
+    generic = errors.RegistryError(exc.reason)
+    generic.status = exc.status  # type: ignore[misc]
+    generic.code = exc.reason.upper().replace(" ", "_")  # type: ignore[misc]
+    return generic
+
+
+@web.middleware
+async def spec_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        response = await handler(request)
+    except errors.RegistryError as exc:
+        if exc.status >= 500:
+            log.error("%s %s: %s", request.method, request.path, exc.message)
+        return error_response(exc)
+    except HTTPException as exc:
+        if exc.status < 400:
+            exc.headers.update(API_VERSION)
+            raise
+        return error_response(_from_http(exc))
+    except StorageError as exc:
+        log.error("%s %s: storage failed: %s", request.method, request.path, exc)
+        return error_response(errors.Unavailable())
+    except (ConnectionResetError, ConnectionError) as exc:
+        log.info("%s %s: client went away: %s", request.method, request.path, exc)
+        return error_response(errors.BlobUploadInvalid("incomplete request body"))
+    except Exception:
+        log.exception("%s %s: internal error", request.method, request.path)
+        return error_response(errors.RegistryError("internal server error"))
+    response.headers.update(API_VERSION)
+    return response

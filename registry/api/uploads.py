@@ -1,0 +1,117 @@
+"""`/v2/<name>/blobs/uploads/`: start, continue, finish, inspect and cancel uploads."""
+
+from __future__ import annotations
+
+import re
+
+from aiohttp import web
+
+from client.oci.reference import is_valid_name
+
+from .. import errors
+from ..storage.uploads import UploadState
+from .common import body_stream, config, digest_param, has_body, registry, repository
+
+_CONTENT_RANGE = re.compile(r"^(?:bytes )?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
+
+
+def _session_headers(request: web.Request, state: UploadState) -> dict[str, str]:
+    return {
+        "Location": state.location,
+        "Range": state.range,
+        "Docker-Upload-UUID": state.id,
+        "OCI-Chunk-Min-Length": str(config(request).berth.chunk_min_length),
+    }
+
+
+def _blob_created(name: str, digest: str) -> web.Response:
+    return web.Response(status=201, headers={
+        "Location": f"/v2/{name}/blobs/{digest}", "Docker-Content-Digest": digest,
+    })
+
+
+def _chunk_start(request: web.Request) -> int | None:
+    """The start offset a Content-Range claims; its length must agree with Content-Length."""
+    header = request.headers.get("Content-Range")
+    if header is None:
+        return None
+    match = _CONTENT_RANGE.match(header.strip())
+    if match is None:
+        raise errors.BlobUploadInvalid(
+            "Content-Range must be <start>-<end>", detail={"Content-Range": header}
+        )
+    start, end = int(match[1]), int(match[2])
+    if end < start:
+        raise errors.RangeInvalid(detail={"Content-Range": header})
+    length = request.content_length
+    if length is not None and length != end - start + 1:
+        raise errors.BlobUploadInvalid(
+            "Content-Range and Content-Length disagree",
+            detail={"Content-Range": header, "Content-Length": length},
+        )
+    return start
+
+
+async def start_upload(request: web.Request) -> web.StreamResponse:
+    name = repository(request)
+    reg = registry(request)
+    query = request.query
+    mount = query.get("mount")
+    if mount is not None:
+        digest = digest_param(mount, "mount")
+        source = query.get("from")
+        if source is not None and not is_valid_name(source):
+            raise errors.NameInvalid(detail={"from": source})
+        if await reg.blobs.mount(name, digest, source) is not None:
+            return _blob_created(name, str(digest))
+        # Not mountable: fall back to an ordinary session, as the spec requires.
+    elif "digest" in query:
+        digest = digest_param(query["digest"])
+        state = await reg.uploads.start(name, digest.algorithm)
+        await reg.uploads.commit(name, state.id, digest, body_stream(request))
+        return _blob_created(name, str(digest))
+    state = await reg.uploads.start(name)
+    return web.Response(status=202, headers=_session_headers(request, state))
+
+
+async def upload_status(request: web.Request) -> web.StreamResponse:
+    name = repository(request)
+    state = await registry(request).uploads.status(name, request.match_info["uuid"])
+    return web.Response(status=204, headers=_session_headers(request, state))
+
+
+async def patch_upload(request: web.Request) -> web.StreamResponse:
+    name = repository(request)
+    start = _chunk_start(request)
+    state = await registry(request).uploads.append(
+        name, request.match_info["uuid"], body_stream(request), start
+    )
+    return web.Response(status=202, headers=_session_headers(request, state))
+
+
+async def finish_upload(request: web.Request) -> web.StreamResponse:
+    name = repository(request)
+    digest = digest_param(request.query.get("digest"))
+    start = _chunk_start(request)
+    body = body_stream(request) if has_body(request) else None
+    await registry(request).uploads.commit(
+        name, request.match_info["uuid"], digest, body, start
+    )
+    return _blob_created(name, str(digest))
+
+
+async def cancel_upload(request: web.Request) -> web.StreamResponse:
+    name = repository(request)
+    await registry(request).uploads.cancel(name, request.match_info["uuid"])
+    return web.Response(status=204)
+
+
+def routes(app: web.Application) -> None:
+    add = app.router.add_route
+    add("POST", "/v2/{name:.+}/blobs/uploads/", start_upload)
+    add("POST", "/v2/{name:.+}/blobs/uploads", start_upload)
+    path = "/v2/{name:.+}/blobs/uploads/{uuid:[^/]+}"
+    add("GET", path, upload_status)
+    add("PATCH", path, patch_upload)
+    add("PUT", path, finish_upload)
+    add("DELETE", path, cancel_upload)

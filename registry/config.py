@@ -1,0 +1,261 @@
+"""Typed registry settings: one YAML file, environment overrides, command-line flags.
+
+Keys follow the CNCF distribution registry's `config.yml` wherever the concept is the
+same, so an operator's file carries across; Berth-only settings live under `berth:`.
+Precedence: flags > `BERTH_SECTION__KEY=value` environment variables > file > defaults.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+log = logging.getLogger(__name__)
+
+ENV_PREFIX = "BERTH_"
+MiB = 1024 * 1024
+
+# distribution sections Berth accepts in a copied config.yml but does not use.
+IGNORED_SECTIONS = {
+    ("version",), ("health",), ("redis",), ("proxy",), ("compatibility",), ("reporting",),
+    ("http", "secret"), ("http", "headers"), ("http", "debug"), ("http", "relativeurls"),
+    ("http", "host"), ("http", "http2"), ("log", "fields"), ("log", "hooks"),
+    ("storage", "cache"), ("storage", "redirect"), ("storage", "tag"),
+    ("storage", "maintenance", "readonly"),
+}
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message names the offending key."""
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from a number or a Go-style duration string (`168h`, `1h30m`, `10s`)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if _DURATION.sub("", text) == "" and text:
+            return sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION.findall(text))
+    raise ValueError(f"not a duration: {value!r} (use e.g. '30s', '10m', '168h')")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class FilesystemSettings(Section):
+    rootdirectory: Path = Path("data")
+    maxthreads: int = Field(32, ge=4, le=1024)
+
+
+class DeleteSettings(Section):
+    enabled: bool = True
+
+
+class UploadPurgingSettings(Section):
+    enabled: bool = True
+    age: float = 7 * 24 * 3600.0
+    interval: float = 24 * 3600.0
+    dryrun: bool = False
+
+    _durations = field_validator("age", "interval", mode="before")(parse_duration)
+
+
+class MaintenanceSettings(Section):
+    uploadpurging: UploadPurgingSettings = UploadPurgingSettings()
+    readonly: Any = None
+
+
+class StorageSettings(Section):
+    filesystem: FilesystemSettings | None = None
+    delete: DeleteSettings = DeleteSettings()
+    maintenance: MaintenanceSettings = MaintenanceSettings()
+    cache: Any = None
+    redirect: Any = None
+    tag: Any = None
+
+    @model_validator(mode="after")
+    def _default_driver(self) -> StorageSettings:
+        if self.filesystem is None:
+            object.__setattr__(self, "filesystem", FilesystemSettings())
+        return self
+
+
+class HTTPSettings(Section):
+    addr: str = "127.0.0.1:5000"
+    draintimeout: float = 30.0
+    secret: Any = None
+    headers: Any = None
+    debug: Any = None
+    relativeurls: Any = None
+    host: Any = None
+    http2: Any = None
+
+    _durations = field_validator("draintimeout", mode="before")(parse_duration)
+
+    @field_validator("addr")
+    @classmethod
+    def _addr(cls, value: str) -> str:
+        split_address(value)
+        return value
+
+
+class URLPolicy(Section):
+    allow: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+
+    @field_validator("allow", "deny")
+    @classmethod
+    def _regexes(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"bad regular expression {pattern!r}: {exc}") from None
+        return patterns
+
+
+class ManifestValidation(Section):
+    urls: URLPolicy = URLPolicy()
+
+
+class ValidationSettings(Section):
+    disabled: bool = False
+    manifests: ManifestValidation = ManifestValidation()
+
+
+class AccessLogSettings(Section):
+    disabled: bool = False
+
+
+class LogSettings(Section):
+    level: Literal["debug", "info", "warn", "warning", "error"] = "info"
+    formatter: Literal["text", "json"] = "text"
+    accesslog: AccessLogSettings = AccessLogSettings()
+    fields: Any = None
+    hooks: Any = None
+
+
+class BerthSettings(Section):
+    """Settings with no counterpart in distribution's config."""
+
+    manifest_max_bytes: int = Field(4 * MiB, ge=1024)
+    # Advertised to clients as OCI-Chunk-Min-Length (a hint: smaller chunks still work).
+    chunk_min_length: int = Field(1 * MiB, ge=1)
+    # fsync data and links before they become visible (turn off only on throwaway storage).
+    fsync: bool = True
+
+
+class Config(Section):
+    version: Any = None
+    log: LogSettings = LogSettings()
+    http: HTTPSettings = HTTPSettings()
+    storage: StorageSettings = StorageSettings()
+    validation: ValidationSettings = ValidationSettings()
+    berth: BerthSettings = BerthSettings()
+    health: Any = None
+    redis: Any = None
+    proxy: Any = None
+    compatibility: Any = None
+    reporting: Any = None
+
+    @property
+    def filesystem(self) -> FilesystemSettings:
+        assert self.storage.filesystem is not None
+        return self.storage.filesystem
+
+
+def split_address(addr: str) -> tuple[str, int]:
+    host, sep, port = addr.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected HOST:PORT, got {addr!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
+    for key in path[:-1]:
+        child = tree.get(key)
+        if not isinstance(child, dict):
+            child = tree[key] = {}
+        tree = child
+    tree[path[-1]] = value
+
+
+def _env_overrides(environ: Mapping[str, str]) -> list[tuple[list[str], Any]]:
+    """`BERTH_STORAGE__DELETE__ENABLED=false` → (['storage','delete','enabled'], False)."""
+    out = []
+    for name, raw in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        path = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
+        if not all(path):
+            continue
+        try:
+            value = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError:
+            value = raw
+        out.append((path, value))
+    return out
+
+
+def _format_error(exc: ValidationError) -> str:
+    errors = exc.errors()
+    first = errors[0]
+    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{key}: {message}{more}"
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Read the YAML file (if any), apply environment and dotted-key overrides, validate."""
+    tree: dict[str, Any] = {}
+    where = "defaults"
+    if path is not None:
+        where = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping")
+        tree = loaded or {}
+    for key_path, value in _env_overrides(os.environ if environ is None else environ):
+        _set_path(tree, key_path, value)
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            _set_path(tree, dotted.split("."), value)
+    try:
+        config = Config.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(f"{where}: {_format_error(exc)}") from None
+    _warn_ignored(tree)
+    return config
+
+
+def _warn_ignored(tree: Mapping[str, Any]) -> None:
+    for section in sorted(IGNORED_SECTIONS):
+        node: Any = tree
+        for key in section:
+            node = node.get(key) if isinstance(node, Mapping) else None
+        if node is not None and section != ("version",):
+            log.warning("config: %s is a distribution setting Berth ignores", ".".join(section))

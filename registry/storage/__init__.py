@@ -1,0 +1,51 @@
+"""Registry semantics over a storage driver: blobs, uploads, manifests, tags, repositories."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..config import Config
+from .blobs import BlobStore
+from .drivers.base import StorageDriver
+from .drivers.filesystem import FilesystemDriver
+from .manifests import ManifestStore, UrlPolicy
+from .repositories import RepositoryStore
+from .tags import TagStore
+from .uploads import UploadStore
+
+
+@dataclass
+class Registry:
+    """Everything the HTTP layer may ask of storage, one object per concept."""
+
+    driver: StorageDriver
+    blobs: BlobStore
+    uploads: UploadStore
+    manifests: ManifestStore
+    tags: TagStore
+    repositories: RepositoryStore
+
+    @classmethod
+    def over(cls, driver: StorageDriver, config: Config) -> Registry:
+        blobs = BlobStore(driver)
+        tags = TagStore(driver)
+        policy = config.validation.manifests.urls
+        manifests = ManifestStore(
+            driver, blobs, tags, UrlPolicy(policy.allow, policy.deny),
+            max_bytes=config.berth.manifest_max_bytes, validate=not config.validation.disabled,
+        )
+        return cls(
+            driver, blobs, UploadStore(driver, blobs), manifests, tags, RepositoryStore(driver)
+        )
+
+    async def close(self) -> None:
+        await self.driver.close()
+
+
+def open_driver(config: Config) -> StorageDriver:
+    fs = config.filesystem
+    return FilesystemDriver(fs.rootdirectory, fs.maxthreads, fsync=config.berth.fsync)
+
+
+def open_registry(config: Config) -> Registry:
+    return Registry.over(open_driver(config), config)

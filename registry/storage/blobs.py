@@ -1,0 +1,93 @@
+"""The content-addressed blob store and per-repository blob links.
+
+A blob is stored once per digest; it is readable in a repository only through a link
+written when it was pushed or mounted there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from client.oci.digest import Digest
+
+from .. import errors
+from . import paths
+from .drivers.base import PathNotFoundError, StorageDriver
+from .links import link_exists, write_link
+
+
+@dataclass(slots=True)
+class BlobContent:
+    """How to send a blob: a local file for sendfile, a redirect, or a driver stream."""
+
+    digest: Digest
+    size: int
+    path: str
+    file: BinaryIO | None = None
+    redirect: str | None = None
+
+
+class BlobStore:
+    def __init__(self, driver: StorageDriver) -> None:
+        self.driver = driver
+
+    async def size(self, digest: Digest) -> int | None:
+        """Size of the stored blob, or None when the registry does not hold it."""
+        try:
+            return (await self.driver.stat(paths.blob_data(digest))).size
+        except PathNotFoundError:
+            return None
+
+    async def linked(self, name: str, digest: Digest) -> bool:
+        return await link_exists(self.driver, paths.layer_link(name, digest))
+
+    async def stat(self, name: str, digest: Digest) -> int:
+        """Size of a blob readable in `name`; BLOB_UNKNOWN otherwise."""
+        if await self.linked(name, digest):
+            size = await self.size(digest)
+            if size is not None:
+                return size
+        raise errors.BlobUnknown(detail={"digest": str(digest)})
+
+    async def open(self, name: str, digest: Digest, redirect: bool = False) -> BlobContent:
+        size = await self.stat(name, digest)
+        path = paths.blob_data(digest)
+        content = BlobContent(digest, size, path)
+        if redirect:
+            content.redirect = await self.driver.redirect_url(path)
+        if content.redirect is None:
+            try:
+                content.file = await self.driver.open_local(path)
+            except PathNotFoundError:
+                raise errors.BlobUnknown(detail={"digest": str(digest)}) from None
+        return content
+
+    async def read(self, digest: Digest) -> bytes:
+        return await self.driver.get(paths.blob_data(digest))
+
+    async def put(self, data: bytes, digest: Digest) -> None:
+        """Store small content (manifests) under its digest, unless already there."""
+        if await self.size(digest) is None:
+            await self.driver.put(paths.blob_data(digest), data)
+
+    async def link(self, name: str, digest: Digest) -> None:
+        await write_link(self.driver, paths.layer_link(name, digest), digest)
+
+    async def unlink(self, name: str, digest: Digest) -> None:
+        if not await self.linked(name, digest):
+            raise errors.BlobUnknown(detail={"digest": str(digest)})
+        await self.driver.delete(paths.layer_link(name, digest).rsplit("/", 1)[0])
+
+    async def mount(self, name: str, digest: Digest, source: str | None) -> int | None:
+        """Link a blob into `name` from `source` (or from anywhere when None).
+
+        Returns the blob's size when mounted, None when it cannot be (the caller then
+        opens an ordinary upload session)."""
+        if source is not None and not await self.linked(source, digest):
+            return None
+        size = await self.size(digest)
+        if size is None:
+            return None
+        await self.link(name, digest)
+        return size

@@ -1,0 +1,101 @@
+"""The storage-driver interface every backend implements.
+
+Paths are `/`-separated keys relative to the driver's root, e.g.
+`docker/registry/v2/blobs/sha256/ab/ab12…/data`. Directories are implied by keys.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import BinaryIO
+
+
+class StorageError(Exception):
+    """The backend failed (I/O error, unreachable service): not the caller's fault."""
+
+
+class PathNotFoundError(StorageError):
+    def __init__(self, path: str) -> None:
+        super().__init__(f"path not found: {path}")
+        self.path = path
+
+
+@dataclass(frozen=True, slots=True)
+class FileInfo:
+    path: str
+    size: int
+    modified: float  # seconds since the epoch
+    is_dir: bool
+
+
+class Appender(abc.ABC):
+    """An open stream that appends to one object; nothing is durable before `commit`."""
+
+    size: int  # bytes in the object, including those there before it was opened
+
+    @abc.abstractmethod
+    async def write(self, data: bytes) -> None: ...
+
+    @abc.abstractmethod
+    async def commit(self) -> None:
+        """Make everything written durable and release the stream."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release the stream; what was written may or may not persist."""
+
+
+class StorageDriver(abc.ABC):
+    name: str
+
+    @abc.abstractmethod
+    async def get(self, path: str) -> bytes:
+        """The whole content of a small object (links, manifests)."""
+
+    @abc.abstractmethod
+    async def put(self, path: str, data: bytes) -> None:
+        """Replace an object atomically: readers see the old content or the new."""
+
+    @abc.abstractmethod
+    async def stat(self, path: str) -> FileInfo: ...
+
+    @abc.abstractmethod
+    async def list_dir(self, path: str) -> list[str]:
+        """Names of the direct children of a directory, sorted."""
+
+    @abc.abstractmethod
+    async def walk(self, path: str, prune: Callable[[str], bool]) -> list[str]:
+        """Every path below `path` (relative to it), not descending into directories
+        whose name satisfies `prune` (those directories are still listed)."""
+
+    @abc.abstractmethod
+    async def move(self, source: str, destination: str) -> None:
+        """Atomically replace `destination` with `source`."""
+
+    @abc.abstractmethod
+    async def delete(self, path: str) -> None:
+        """Delete an object or a whole directory; a missing path is not an error."""
+
+    @abc.abstractmethod
+    def reader(
+        self, path: str, offset: int = 0, length: int | None = None
+    ) -> AsyncIterator[bytes]:
+        """Stream an object's bytes from `offset`, `length` of them (all when None)."""
+
+    @abc.abstractmethod
+    async def appender(self, path: str, resume_at: int | None = None) -> Appender:
+        """Open an object for appending, creating it when missing. With `resume_at`, data
+        past that offset (a torn earlier write) is discarded first."""
+
+    async def open_local(self, path: str) -> BinaryIO | None:
+        """A local file object for zero-copy `sendfile`, when the backend has one."""
+        return None
+
+    async def redirect_url(self, path: str, method: str = "GET") -> str | None:
+        """A URL a client may fetch the object from directly (e.g. presigned), if any."""
+        return None
+
+    async def close(self) -> None:  # noqa: B027 - optional hook, most drivers need nothing
+        """Release pools and connections."""

@@ -1,0 +1,198 @@
+"""Local-disk driver: every blocking call runs on the driver's own thread pool.
+
+Writes are crash-safe: content goes to a temporary file in the destination directory,
+is fsynced, renamed over the destination, and the directory is fsynced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, BinaryIO, TypeVar
+
+from .base import Appender, FileInfo, PathNotFoundError, StorageDriver, StorageError
+
+T = TypeVar("T")
+READ_CHUNK = 1024 * 1024
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _FileAppender(Appender):
+    def __init__(self, driver: FilesystemDriver, fobj: BinaryIO, size: int) -> None:
+        self._driver, self._file, self.size = driver, fobj, size
+
+    async def write(self, data: bytes) -> None:
+        await self._driver.run(self._file.write, data)
+        self.size += len(data)
+
+    def _commit(self) -> None:
+        self._file.flush()
+        if self._driver.fsync:
+            os.fsync(self._file.fileno())
+        self._file.close()
+
+    async def commit(self) -> None:
+        await self._driver.run(self._commit)
+
+    async def close(self) -> None:
+        await self._driver.run(self._file.close)
+
+
+class FilesystemDriver(StorageDriver):
+    name = "filesystem"
+
+    def __init__(self, root: str | Path, max_threads: int = 32, fsync: bool = True) -> None:
+        self.root = Path(root).resolve()
+        self.fsync = fsync
+        self._pool = ThreadPoolExecutor(max_threads, thread_name_prefix="berth-fs")
+
+    def _path(self, key: str) -> Path:
+        parts = key.strip("/").split("/")
+        if any(p in ("", ".", "..") for p in parts):
+            raise ValueError(f"unsafe storage path {key!r}")
+        return self.root.joinpath(*parts)
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        except FileNotFoundError as exc:
+            raise PathNotFoundError(str(exc.filename)) from None
+        except NotADirectoryError as exc:
+            raise PathNotFoundError(str(exc.filename)) from None
+        except OSError as exc:
+            raise StorageError(f"{exc.strerror}: {exc.filename}") from exc
+
+    async def get(self, path: str) -> bytes:
+        return await self.run(self._path(path).read_bytes)
+
+    def _put(self, target: Path, data: bytes) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".tmp-{uuid.uuid4().hex}")
+        try:
+            with open(tmp, "wb") as fobj:
+                fobj.write(data)
+                if self.fsync:
+                    fobj.flush()
+                    os.fsync(fobj.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+        if self.fsync:
+            _fsync_dir(target.parent)
+
+    async def put(self, path: str, data: bytes) -> None:
+        await self.run(self._put, self._path(path), data)
+
+    @staticmethod
+    def _stat(key: str, target: Path) -> FileInfo:
+        st = target.stat()
+        return FileInfo(key, st.st_size, st.st_mtime, target.is_dir())
+
+    async def stat(self, path: str) -> FileInfo:
+        return await self.run(self._stat, path, self._path(path))
+
+    @staticmethod
+    def _list(target: Path) -> list[str]:
+        return sorted(name for name in os.listdir(target) if not name.startswith(".tmp-"))
+
+    async def list_dir(self, path: str) -> list[str]:
+        return await self.run(self._list, self._path(path))
+
+    @staticmethod
+    def _walk(top: Path, prune: Callable[[str], bool]) -> list[str]:
+        found: list[str] = []
+        for dirpath, dirnames, filenames in os.walk(top):
+            rel = os.path.relpath(dirpath, top)
+            prefix = "" if rel == "." else rel.replace(os.sep, "/") + "/"
+            found.extend(prefix + name for name in dirnames)
+            found.extend(prefix + name for name in filenames if not name.startswith(".tmp-"))
+            dirnames[:] = [d for d in dirnames if not prune(d)]
+        return found
+
+    async def walk(self, path: str, prune: Callable[[str], bool]) -> list[str]:
+        top = self._path(path)
+        if not await self.run(top.is_dir):
+            raise PathNotFoundError(path)
+        return await self.run(self._walk, top, prune)
+
+    def _move(self, source: Path, destination: Path) -> None:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, destination)
+        if self.fsync:
+            _fsync_dir(destination.parent)
+
+    async def move(self, source: str, destination: str) -> None:
+        await self.run(self._move, self._path(source), self._path(destination))
+
+    @staticmethod
+    def _delete(target: Path) -> None:
+        try:
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            else:
+                target.unlink()
+        except FileNotFoundError:
+            pass
+
+    async def delete(self, path: str) -> None:
+        await self.run(self._delete, self._path(path))
+
+    async def reader(
+        self, path: str, offset: int = 0, length: int | None = None
+    ) -> AsyncIterator[bytes]:
+        fobj: BinaryIO = await self.run(open, self._path(path), "rb")
+        try:
+            await self.run(fobj.seek, offset)
+            remaining = length
+            while remaining is None or remaining > 0:
+                size = READ_CHUNK if remaining is None else min(READ_CHUNK, remaining)
+                chunk = await self.run(fobj.read, size)
+                if not chunk:
+                    break
+                if remaining is not None:
+                    remaining -= len(chunk)
+                yield chunk
+        finally:
+            await self.run(fobj.close)
+
+    def _open_append(self, target: Path, resume_at: int | None) -> tuple[BinaryIO, int]:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fobj = open(target, "ab")
+        try:
+            size = fobj.seek(0, os.SEEK_END)
+            if resume_at is not None and resume_at != size:
+                if resume_at > size:
+                    raise OSError(errno.EINVAL, "resume offset beyond end", str(target))
+                fobj.truncate(resume_at)
+                size = resume_at
+        except BaseException:
+            fobj.close()
+            raise
+        return fobj, size
+
+    async def appender(self, path: str, resume_at: int | None = None) -> Appender:
+        fobj, size = await self.run(self._open_append, self._path(path), resume_at)
+        return _FileAppender(self, fobj, size)
+
+    async def open_local(self, path: str) -> BinaryIO | None:
+        target = self._path(path)
+        return await self.run(lambda: open(target, "rb"))
+
+    async def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=False)

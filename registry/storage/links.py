@@ -1,0 +1,36 @@
+"""Link files: small objects whose content is a digest (`sha256:…`)."""
+
+from __future__ import annotations
+
+import logging
+
+from client.oci.digest import Digest, DigestError
+
+from .drivers.base import PathNotFoundError, StorageDriver
+
+log = logging.getLogger(__name__)
+
+
+async def read_link(driver: StorageDriver, path: str) -> Digest | None:
+    """The digest a link holds, or None when the link does not exist (or is unreadable)."""
+    try:
+        text = (await driver.get(path)).decode("ascii", "replace").strip()
+    except PathNotFoundError:
+        return None
+    try:
+        return Digest.parse(text)
+    except DigestError:
+        log.error("corrupt link %s: %r", path, text[:100])
+        return None
+
+
+async def write_link(driver: StorageDriver, path: str, digest: Digest) -> None:
+    await driver.put(path, str(digest).encode("ascii"))
+
+
+async def link_exists(driver: StorageDriver, path: str) -> bool:
+    try:
+        await driver.stat(path)
+    except PathNotFoundError:
+        return False
+    return True

@@ -1,0 +1,88 @@
+"""The one map from registry concepts to storage keys.
+
+The layout is the CNCF distribution registry's (`docker/registry/v2/...`), so a
+filesystem or bucket that registry wrote can be served by Berth as it is:
+
+    blobs/<alg>/<hex[:2]>/<hex>/data                          content, shared by all repositories
+    repositories/<name>/_layers/<alg>/<hex>/link                blob readable in <name>
+    repositories/<name>/_manifests/revisions/<alg>/<hex>/link   manifest stored in <name>
+    repositories/<name>/_manifests/tags/<tag>/current/link      tag -> manifest digest
+    repositories/<name>/_uploads/<id>/{data,startedat}           upload session
+    repositories/<name>/_referrers/<alg>/<hex>/<alg>/<hex>/link  subject -> referrer (Berth)
+
+Link files hold the digest as text. Names under a repository that start with `_` are
+never repository-name components (the name grammar forbids a leading `_`).
+"""
+
+from __future__ import annotations
+
+from client.oci.digest import Digest
+
+ROOT = "docker/registry/v2"
+REPOSITORIES = f"{ROOT}/repositories"
+BLOBS = f"{ROOT}/blobs"
+REPOSITORY_MARKERS = ("_layers", "_manifests")
+
+
+def blob_dir(digest: Digest) -> str:
+    return f"{BLOBS}/{digest.algorithm}/{digest.hex[:2]}/{digest.hex}"
+
+
+def blob_data(digest: Digest) -> str:
+    return f"{blob_dir(digest)}/data"
+
+
+def repository(name: str) -> str:
+    return f"{REPOSITORIES}/{name}"
+
+
+def layer_link(name: str, digest: Digest) -> str:
+    return f"{repository(name)}/_layers/{digest.algorithm}/{digest.hex}/link"
+
+
+def layers(name: str) -> str:
+    return f"{repository(name)}/_layers"
+
+
+def revision_link(name: str, digest: Digest) -> str:
+    return f"{revisions(name)}/{digest.algorithm}/{digest.hex}/link"
+
+
+def revisions(name: str) -> str:
+    return f"{repository(name)}/_manifests/revisions"
+
+
+def tags(name: str) -> str:
+    return f"{repository(name)}/_manifests/tags"
+
+
+def tag(name: str, tag_name: str) -> str:
+    return f"{tags(name)}/{tag_name}"
+
+
+def tag_link(name: str, tag_name: str) -> str:
+    return f"{tag(name, tag_name)}/current/link"
+
+
+def uploads(name: str) -> str:
+    return f"{repository(name)}/_uploads"
+
+
+def upload(name: str, upload_id: str) -> str:
+    return f"{uploads(name)}/{upload_id}"
+
+
+def upload_data(name: str, upload_id: str) -> str:
+    return f"{upload(name, upload_id)}/data"
+
+
+def upload_started(name: str, upload_id: str) -> str:
+    return f"{upload(name, upload_id)}/startedat"
+
+
+def referrers(name: str, subject: Digest) -> str:
+    return f"{repository(name)}/_referrers/{subject.algorithm}/{subject.hex}"
+
+
+def referrer_link(name: str, subject: Digest, referrer: Digest) -> str:
+    return f"{referrers(name, subject)}/{referrer.algorithm}/{referrer.hex}/link"

@@ -1,0 +1,239 @@
+"""Upload sessions: chunked, streamed and monolithic blob uploads.
+
+A session lives in storage (`_uploads/<id>/data` + `startedat`), not in process memory,
+so it survives a restart and may be continued by any process sharing the storage. The
+offset of a session is the size of its data. The running digest is kept in memory as an
+optimisation; when it is missing or stale (after a restart, or another process wrote the
+last chunk) the data is hashed once from storage and the log says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import uuid
+import weakref
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from client.oci.digest import CANONICAL, Digest, Hasher, new_hasher
+
+from .. import errors
+from . import paths
+from .blobs import BlobStore
+from .drivers.base import PathNotFoundError, StorageDriver
+
+log = logging.getLogger(__name__)
+
+_ID = re.compile(r"^[0-9a-f]{32}$")
+WRITE_CHUNK = 1024 * 1024
+_HASHER_CACHE = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class UploadState:
+    name: str
+    id: str
+    offset: int
+
+    @property
+    def location(self) -> str:
+        return f"/v2/{self.name}/blobs/uploads/{self.id}"
+
+    @property
+    def range(self) -> str:
+        """The Range header value: inclusive, `0-0` for an empty session (as distribution)."""
+        return f"0-{max(self.offset - 1, 0)}"
+
+
+async def _rechunk(body: AsyncIterator[bytes], size: int) -> AsyncIterator[bytes]:
+    """Regroup a network stream into buffers of about `size` bytes (fewer thread hops)."""
+    parts: list[bytes] = []
+    held = 0
+    async for chunk in body:
+        if not chunk:
+            continue
+        parts.append(chunk)
+        held += len(chunk)
+        if held >= size:
+            yield b"".join(parts)
+            parts, held = [], 0
+    if parts:
+        yield b"".join(parts)
+
+
+class UploadStore:
+    def __init__(self, driver: StorageDriver, blobs: BlobStore) -> None:
+        self.driver = driver
+        self.blobs = blobs
+        self._hashers: OrderedDict[str, tuple[int, str, Hasher]] = OrderedDict()
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
+
+    def _lock(self, upload_id: str) -> asyncio.Lock:
+        lock = self._locks.get(upload_id)
+        if lock is None:
+            lock = self._locks[upload_id] = asyncio.Lock()
+        return lock
+
+    async def start(self, name: str, algorithm: str = CANONICAL) -> UploadState:
+        upload_id = uuid.uuid4().hex
+        started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        await self.driver.put(paths.upload_started(name, upload_id), started.encode())
+        await self.driver.put(paths.upload_data(name, upload_id), b"")
+        self._remember(upload_id, 0, algorithm, new_hasher(algorithm))
+        return UploadState(name, upload_id, 0)
+
+    async def status(self, name: str, upload_id: str) -> UploadState:
+        if not _ID.match(upload_id):
+            raise errors.BlobUploadUnknown(detail={"uuid": upload_id})
+        try:
+            info = await self.driver.stat(paths.upload_data(name, upload_id))
+        except PathNotFoundError:
+            raise errors.BlobUploadUnknown(detail={"uuid": upload_id}) from None
+        return UploadState(name, upload_id, info.size)
+
+    async def append(
+        self, name: str, upload_id: str, body: AsyncIterator[bytes], start: int | None = None
+    ) -> UploadState:
+        """Append a chunk. `start` (from Content-Range) must equal the current offset,
+        else 416 with the current Range; the session stays as it was."""
+        async with self._lock(upload_id):
+            state = await self.status(name, upload_id)
+            return await self._append(state, body, start)
+
+    async def _append(
+        self, state: UploadState, body: AsyncIterator[bytes], start: int | None
+    ) -> UploadState:
+        if start is not None and start != state.offset:
+            raise errors.RangeInvalid(
+                f"chunk starts at {start}, the upload is at {state.offset}",
+                headers={"Range": state.range, "Location": state.location,
+                         "Docker-Upload-UUID": state.id},
+            )
+        algorithm, hasher = await self._hasher(state, None)
+        appender = await self.driver.appender(
+            paths.upload_data(state.name, state.id), resume_at=state.offset
+        )
+        loop = asyncio.get_running_loop()
+
+        async def consume(buf: bytes) -> None:
+            # Hash and write in parallel threads: both release the GIL.
+            await asyncio.gather(
+                loop.run_in_executor(None, hasher.update, buf), appender.write(buf)
+            )
+
+        pending: asyncio.Future[None] | None = None
+        ok = False
+        try:
+            async for buf in _rechunk(body, WRITE_CHUNK):
+                if pending is not None:
+                    await pending
+                pending = asyncio.ensure_future(consume(buf))
+            if pending is not None:
+                await pending
+            ok = True
+        finally:
+            if pending is not None and not pending.done():
+                await asyncio.wait([pending])
+            # What arrived before a failure stays: the client resumes from the offset.
+            try:
+                await appender.commit()
+            finally:
+                if ok:
+                    self._remember(state.id, appender.size, algorithm, hasher)
+                else:
+                    self._hashers.pop(state.id, None)
+        return UploadState(state.name, state.id, appender.size)
+
+    async def commit(
+        self, name: str, upload_id: str, digest: Digest,
+        body: AsyncIterator[bytes] | None = None, start: int | None = None,
+    ) -> int:
+        """Verify the digest, then make the blob visible in `name`. Returns its size.
+
+        On a digest mismatch nothing becomes visible and the session is removed."""
+        async with self._lock(upload_id):
+            state = await self.status(name, upload_id)
+            if body is not None:
+                state = await self._append(state, body, start)
+            _, hasher = await self._hasher(state, digest.algorithm)
+            actual = Digest.from_hasher(digest.algorithm, hasher)
+            if actual != digest:
+                await self._remove(name, upload_id)
+                raise errors.DigestInvalid(
+                    detail={"expected": str(digest), "actual": str(actual)}
+                )
+            if await self.blobs.size(digest) is None:
+                await self.driver.move(paths.upload_data(name, upload_id), paths.blob_data(digest))
+            await self.blobs.link(name, digest)
+            await self._remove(name, upload_id)
+            return state.offset
+
+    async def cancel(self, name: str, upload_id: str) -> None:
+        async with self._lock(upload_id):
+            await self.status(name, upload_id)
+            await self._remove(name, upload_id)
+
+    async def _remove(self, name: str, upload_id: str) -> None:
+        self._hashers.pop(upload_id, None)
+        await self.driver.delete(paths.upload(name, upload_id))
+
+    def _remember(self, upload_id: str, offset: int, algorithm: str, hasher: Hasher) -> None:
+        self._hashers[upload_id] = (offset, algorithm, hasher)
+        self._hashers.move_to_end(upload_id)
+        while len(self._hashers) > _HASHER_CACHE:
+            self._hashers.popitem(last=False)
+
+    async def _hasher(self, state: UploadState, algorithm: str | None) -> tuple[str, Hasher]:
+        """The running hash of the session's data, re-read from storage when not at hand."""
+        cached = self._hashers.get(state.id)
+        if cached is not None:
+            offset, cached_algorithm, hasher = cached
+            if offset == state.offset and algorithm in (None, cached_algorithm):
+                return cached_algorithm, hasher
+        algorithm = algorithm or CANONICAL
+        hasher = new_hasher(algorithm)
+        if state.offset:
+            log.info(
+                "upload %s: hashing %d bytes from storage (%s state not in this process)",
+                state.id, state.offset, algorithm,
+            )
+            loop = asyncio.get_running_loop()
+            path = paths.upload_data(state.name, state.id)
+            async for chunk in self.driver.reader(path, 0, state.offset):
+                await loop.run_in_executor(None, hasher.update, chunk)
+        self._remember(state.id, state.offset, algorithm, hasher)
+        return algorithm, hasher
+
+    async def purge(self, older_than: float, dry_run: bool = False) -> list[str]:
+        """Remove sessions started more than `older_than` seconds ago."""
+        try:
+            entries = await self.driver.walk(
+                paths.REPOSITORIES, lambda d: d in ("_layers", "_manifests", "_referrers")
+            )
+        except PathNotFoundError:
+            return []
+        cutoff = time.time() - older_than
+        purged = []
+        for entry in entries:
+            repo, marker, rest = entry.rpartition("/_uploads/")
+            if not marker or not rest.endswith("/startedat"):
+                continue
+            upload_id = rest.split("/", 1)[0]
+            try:
+                text = (await self.driver.get(f"{paths.REPOSITORIES}/{entry}")).decode()
+                started = datetime.strptime(text.strip(), "%Y-%m-%dT%H:%M:%SZ")
+                started_at = started.replace(tzinfo=UTC).timestamp()
+            except (PathNotFoundError, ValueError, UnicodeDecodeError):
+                continue
+            if started_at < cutoff:
+                purged.append(f"{repo}/{upload_id}")
+                if not dry_run:
+                    await self._remove(repo, upload_id)
+        return purged

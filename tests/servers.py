@@ -1,0 +1,153 @@
+"""Real servers for the tests: `berth serve` and Debian's `docker-registry`, as processes on
+loopback with their own storage, started and stopped by PID."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{log.read_text()}")
+        try:
+            if requests.get(url, timeout=1).status_code in (200, 401):
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"server not ready after {timeout}s:\n{log.read_text()}")
+
+
+class BerthServer:
+    """`berth serve` in a child process, configured by a YAML file the test writes."""
+
+    def __init__(self, workdir: Path, config: dict[str, Any] | None = None) -> None:
+        self.workdir = workdir
+        self.root = workdir / "data"
+        self.port = free_port()
+        self.config = config or {}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = workdir / "berth.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> BerthServer:
+        config_file = self.workdir / "config.yml"
+        config = {
+            "http": {"addr": self.host},
+            "storage": {"filesystem": {"rootdirectory": str(self.root)}},
+            "log": {"level": "info"},
+        }
+        _merge(config, self.config)
+        config_file.write_text(yaml.safe_dump(config))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BERTH_")}
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "client.cli", "serve", "--config", str(config_file)],
+                cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env,
+            )
+        wait_ready(f"{self.url}/v2/", self.proc, self.log)
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        code = self.proc.returncode
+        self.proc = None
+        return code
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+class DistributionServer:
+    """Debian's `docker-registry` (the CNCF distribution build) with filesystem storage."""
+
+    binary = shutil.which("docker-registry")
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = workdir / "distribution.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> DistributionServer:
+        assert self.binary, "docker-registry is not installed"
+        config = {
+            "version": 0.1,
+            "log": {"level": "warn"},
+            "storage": {
+                "filesystem": {"rootdirectory": str(self.workdir / "distribution-data")},
+                "delete": {"enabled": True},
+            },
+            "http": {"addr": self.host},
+        }
+        config_file = self.workdir / "distribution.yml"
+        config_file.write_text(yaml.safe_dump(config))
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [self.binary, "serve", str(config_file)], stdout=out, stderr=subprocess.STDOUT
+            )
+        wait_ready(f"{self.url}/v2/", self.proc, self.log)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> None:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
