@@ -10,6 +10,7 @@ import pytest
 from .servers import BerthServer
 
 _names = itertools.count()
+MakeBerth = Callable[..., BerthServer]
 
 
 @pytest.fixture(scope="session")
@@ -21,7 +22,7 @@ def berth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BerthServer]:
 
 
 @pytest.fixture
-def make_berth(tmp_path: Path) -> Iterator[Callable[..., BerthServer]]:
+def make_berth(tmp_path: Path) -> Iterator[MakeBerth]:
     """Start a registry of the test's own, with config overrides."""
     started: list[BerthServer] = []
 

@@ -1,0 +1,486 @@
+"""Interoperability with skopeo, a real third-party registry client.
+
+Images are built here as plain OCI image layouts (standard library only, not the Berth
+client), copied into Berth with skopeo, and copied back out (directly and through the
+reference registry); manifest and blob digests must survive every hop unchanged.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from .helpers import (
+    DOCKER_CONFIG,
+    DOCKER_LAYER,
+    DOCKER_LIST,
+    DOCKER_MANIFEST,
+    OCI_CONFIG,
+    OCI_INDEX,
+    OCI_LAYER,
+    OCI_MANIFEST,
+    descriptor,
+    digest,
+    error_code,
+)
+from .servers import BerthServer, DistributionServer
+
+pytestmark = [
+    pytest.mark.interop,
+    pytest.mark.skipif(shutil.which("skopeo") is None,
+                       reason="skopeo is not installed (CI installs it)"),
+]
+
+TIMEOUT = 120  # seconds, per skopeo call
+REF_NAME = "org.opencontainers.image.ref.name"
+ACCEPT = ", ".join([OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST])
+
+
+# -- an OCI image layout, by hand ----------------------------------------------------------
+
+
+class Layout:
+    """An OCI image layout directory (`oci-layout`, `index.json`, `blobs/<alg>/<hex>`)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    @classmethod
+    def create(cls, root: Path) -> Layout:
+        (root / "blobs" / "sha256").mkdir(parents=True)
+        (root / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
+        index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
+        (root / "index.json").write_text(json.dumps(index))
+        return cls(root)
+
+    def add_blob(self, data: bytes) -> str:
+        d = digest(data)
+        (self.root / "blobs" / "sha256" / d.split(":", 1)[1]).write_bytes(data)
+        return d
+
+    def blob(self, d: str) -> bytes:
+        algorithm, hex_ = d.split(":", 1)
+        return (self.root / "blobs" / algorithm / hex_).read_bytes()
+
+    def blobs(self) -> dict[str, bytes]:
+        """Every blob file by digest, each checked to hash to its own name."""
+        found: dict[str, bytes] = {}
+        for path in (self.root / "blobs").glob("*/*"):
+            d = f"{path.parent.name}:{path.name}"
+            data = path.read_bytes()
+            assert digest(data, path.parent.name) == d, f"{path} does not match its name"
+            found[d] = data
+        return found
+
+    def index(self) -> dict[str, Any]:
+        return dict(json.loads((self.root / "index.json").read_text()))
+
+    def tag(self, ref: str, media_type: str, data: bytes, **extra: Any) -> None:
+        """Point `ref` at a manifest (or index) stored as a blob of this layout."""
+        self.add_blob(data)
+        index = self.index()
+        desc = descriptor(media_type, data, **extra, annotations={REF_NAME: ref})
+        index["manifests"].append(desc)
+        (self.root / "index.json").write_text(json.dumps(index))
+
+    def resolve(self, ref: str) -> dict[str, Any]:
+        matches = [
+            m for m in self.index()["manifests"] if m.get("annotations", {}).get(REF_NAME) == ref
+        ]
+        assert len(matches) == 1, self.index()
+        return dict(matches[0])
+
+
+def tar_bytes(files: dict[str, bytes]) -> bytes:
+    """A deterministic tar archive (fixed mtime, owner and mode) of small regular files."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, content in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = len(content), 1_700_000_000, 0o644
+            tar.addfile(info, io.BytesIO(content))
+    return buf.getvalue()
+
+
+@dataclass(frozen=True)
+class Image:
+    manifest: bytes
+    config: bytes
+    layers: tuple[bytes, ...]
+
+    @property
+    def digest(self) -> str:
+        return digest(self.manifest)
+
+    @property
+    def config_digest(self) -> str:
+        return digest(self.config)
+
+    @property
+    def layer_digests(self) -> list[str]:
+        return [digest(layer) for layer in self.layers]
+
+    @property
+    def blobs(self) -> dict[str, bytes]:
+        """Config and layers (not the manifest) by digest."""
+        return {digest(b): b for b in (self.config, *self.layers)}
+
+
+def build_image(layout: Layout, label: str, arch: str = "amd64",
+                variant: str | None = None) -> Image:
+    """Three gzip tar layers with different files, a config whose `rootfs.diff_ids` are the
+    uncompressed layer digests, and an OCI manifest (pretty-printed, so any registry that
+    re-serialised it would change its digest)."""
+    layers: list[bytes] = []
+    diff_ids: list[str] = []
+    for n in range(3):
+        tar = tar_bytes({
+            f"{label}/layer-{n}.txt": f"{label}: layer {n}\n".encode(),
+            f"etc/{label}-{n}.conf": f"value={n}\n".encode() * (n + 1),
+        })
+        layers.append(gzip.compress(tar, mtime=0))
+        diff_ids.append(digest(tar))
+    platform: dict[str, Any] = {"architecture": arch, "os": "linux"}
+    if variant:
+        platform["variant"] = variant
+    config = json.dumps({
+        **platform,
+        "created": "2024-01-01T00:00:00Z",
+        "config": {"Cmd": ["/bin/sh"], "Labels": {"test": label}},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        "history": [{"created": "2024-01-01T00:00:00Z", "created_by": f"layer {n}"}
+                    for n in range(3)],
+    }).encode()
+    manifest = json.dumps({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": descriptor(OCI_CONFIG, config),
+        "layers": [descriptor(OCI_LAYER, layer) for layer in layers],
+        "annotations": {"org.opencontainers.image.title": label},
+    }, indent=3).encode()
+    for blob in (config, *layers):
+        layout.add_blob(blob)
+    return Image(manifest, config, tuple(layers))
+
+
+def platform_of(image: Image) -> dict[str, str]:
+    config = json.loads(image.config)
+    return {k: config[k] for k in ("architecture", "os", "variant") if k in config}
+
+
+def build_index(layout: Layout, images: list[Image]) -> bytes:
+    index = {
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [
+            descriptor(OCI_MANIFEST, image.manifest, platform=platform_of(image))
+            for image in images
+        ],
+    }
+    for image in images:
+        layout.add_blob(image.manifest)
+    return json.dumps(index, indent=2).encode()
+
+
+# -- skopeo ----------------------------------------------------------------------------------
+
+
+class Skopeo:
+    """Runs skopeo with its own home, auth file, registries.conf and no signature policy,
+    so the host's container configuration cannot change what it does."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        (home / "registries.d").mkdir(parents=True)
+        (home / "tmp").mkdir()
+        (home / "registries.conf").write_text("")
+        (home / "auth.json").write_text(json.dumps({"auths": {}}))
+        self.env = {
+            **os.environ,
+            "HOME": str(home),
+            "XDG_CONFIG_HOME": str(home / "config"),
+            "XDG_DATA_HOME": str(home / "data"),
+            "XDG_RUNTIME_DIR": str(home / "run"),
+            "REGISTRY_AUTH_FILE": str(home / "auth.json"),
+            "CONTAINERS_REGISTRIES_CONF": str(home / "registries.conf"),
+        }
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+        command = [
+            "skopeo", "--insecure-policy", "--registries.d", str(self.home / "registries.d"),
+            "--tmpdir", str(self.home / "tmp"), *args,
+        ]
+        result = subprocess.run(
+            command, capture_output=True, timeout=TIMEOUT, env=self.env, check=False
+        )
+        if check:
+            assert result.returncode == 0, (
+                f"{' '.join(command)} exited {result.returncode}:\n"
+                f"{result.stderr.decode(errors='replace')}"
+            )
+        return result
+
+    def copy(self, source: str, dest: str, *flags: str) -> subprocess.CompletedProcess[bytes]:
+        return self.run(
+            "copy", "--retry-times", "0", "--src-tls-verify=false", "--dest-tls-verify=false",
+            *flags, source, dest,
+        )
+
+    def inspect(self, image: str, *flags: str) -> bytes:
+        return self.run("inspect", "--retry-times", "0", "--tls-verify=false", *flags,
+                        image).stdout
+
+
+@pytest.fixture(scope="module")
+def skopeo(tmp_path_factory: pytest.TempPathFactory) -> Skopeo:
+    return Skopeo(tmp_path_factory.mktemp("skopeo"))
+
+
+@pytest.fixture
+def distribution(tmp_path: Path) -> Iterator[DistributionServer]:
+    if DistributionServer.binary is None:
+        pytest.skip("docker-registry is not installed (CI installs it)")
+    server = DistributionServer(tmp_path).start()
+    yield server
+    server.stop()
+
+
+def docker_ref(server: BerthServer | DistributionServer, repo: str, reference: str) -> str:
+    sep = "@" if ":" in reference else ":"
+    return f"docker://{server.host}/{repo}{sep}{reference}"
+
+
+def get_manifest(server: BerthServer | DistributionServer, repo: str,
+                 reference: str) -> requests.Response:
+    return requests.get(f"{server.url}/v2/{repo}/manifests/{reference}",
+                        headers={"Accept": ACCEPT}, timeout=10)
+
+
+def get_blob(server: BerthServer, repo: str, d: str) -> bytes:
+    r = requests.get(f"{server.url}/v2/{repo}/blobs/{d}", timeout=10)
+    assert r.status_code == 200, (d, r.status_code, r.text)
+    assert r.headers["Docker-Content-Digest"] == d
+    return r.content
+
+
+def assert_served(server: BerthServer, repo: str, reference: str, data: bytes,
+                  media_type: str) -> None:
+    """The registry serves exactly these manifest bytes, with their digest and type."""
+    r = get_manifest(server, repo, reference)
+    assert r.status_code == 200, (reference, r.status_code, r.text)
+    assert r.content == data
+    assert r.headers["Docker-Content-Digest"] == digest(data)
+    assert r.headers["Content-Type"] == media_type
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> tuple[Layout, Image]:
+    """A layout with one three-layer image tagged `v1`."""
+    layout = Layout.create(tmp_path / "src")
+    image = build_image(layout, "single")
+    layout.tag("v1", OCI_MANIFEST, image.manifest)
+    return layout, image
+
+
+def push(skopeo: Skopeo, layout: Layout, server: BerthServer, repo: str,
+         tag: str = "v1") -> None:
+    skopeo.copy(f"oci:{layout.root}:v1", docker_ref(server, repo, tag), "--preserve-digests")
+
+
+# -- tests -------------------------------------------------------------------------------
+
+
+def test_oci_layout_round_trip_preserves_digests(
+    skopeo: Skopeo, berth: BerthServer, repo: str, source: tuple[Layout, Image], tmp_path: Path
+) -> None:
+    layout, image = source
+    assert layout.resolve("v1")["digest"] == image.digest
+    push(skopeo, layout, berth, repo)
+
+    assert_served(berth, repo, "v1", image.manifest, OCI_MANIFEST)
+    assert_served(berth, repo, image.digest, image.manifest, OCI_MANIFEST)
+    for d, data in image.blobs.items():
+        assert get_blob(berth, repo, d) == data
+
+    out = tmp_path / "out"
+    skopeo.copy(docker_ref(berth, repo, "v1"), f"oci:{out}:v1", "--preserve-digests")
+    pulled = Layout(out)
+    assert pulled.resolve("v1")["digest"] == image.digest
+    assert pulled.blob(image.digest) == image.manifest
+    assert pulled.blobs() == {image.digest: image.manifest, **image.blobs}
+
+
+def test_inspect_reports_digest_layers_and_raw_bytes(
+    skopeo: Skopeo, berth: BerthServer, repo: str, source: tuple[Layout, Image]
+) -> None:
+    layout, image = source
+    push(skopeo, layout, berth, repo)
+    ref = docker_ref(berth, repo, "v1")
+
+    info = json.loads(skopeo.inspect(ref))
+    assert info["Digest"] == image.digest
+    assert info["Layers"] == image.layer_digests
+    assert info["RepoTags"] == ["v1"]
+    assert (info["Architecture"], info["Os"]) == ("amd64", "linux")
+    assert info["Labels"] == {"test": "single"}
+    assert [(d["Digest"], d["Size"], d["MIMEType"]) for d in info["LayersData"]] == [
+        (digest(layer), len(layer), OCI_LAYER) for layer in image.layers
+    ]
+
+    assert skopeo.inspect(ref, "--raw") == image.manifest
+    assert skopeo.inspect(docker_ref(berth, repo, image.digest), "--raw") == image.manifest
+    assert skopeo.inspect(ref, "--config", "--raw") == image.config
+
+
+def test_list_tags_lists_every_pushed_tag(
+    skopeo: Skopeo, berth: BerthServer, repo: str, source: tuple[Layout, Image]
+) -> None:
+    layout, image = source
+    push(skopeo, layout, berth, repo, "v1")
+    push(skopeo, layout, berth, repo, "latest")
+
+    out = skopeo.run("list-tags", "--retry-times", "0", "--tls-verify=false",
+                     f"docker://{berth.host}/{repo}").stdout
+    listing = json.loads(out)
+    assert listing["Repository"] == f"{berth.host}/{repo}"
+    assert sorted(listing["Tags"]) == ["latest", "v1"]
+    assert_served(berth, repo, "latest", image.manifest, OCI_MANIFEST)
+
+
+def test_delete_removes_the_manifest(
+    skopeo: Skopeo, berth: BerthServer, repo: str, source: tuple[Layout, Image]
+) -> None:
+    layout, image = source
+    push(skopeo, layout, berth, repo)
+    assert get_manifest(berth, repo, image.digest).status_code == 200
+
+    skopeo.run("delete", "--retry-times", "0", "--tls-verify=false",
+               docker_ref(berth, repo, "v1"))
+
+    for reference in (image.digest, "v1"):
+        r = get_manifest(berth, repo, reference)
+        assert r.status_code == 404, (reference, r.status_code, r.text)
+        assert error_code(r) == "MANIFEST_UNKNOWN"
+    gone = skopeo.run("inspect", "--retry-times", "0", "--tls-verify=false",
+                      docker_ref(berth, repo, image.digest), check=False)
+    assert gone.returncode != 0
+
+
+def test_docker_schema2_round_trip(
+    skopeo: Skopeo, berth: BerthServer, repo: str, source: tuple[Layout, Image], tmp_path: Path
+) -> None:
+    layout, image = source
+    digest_file = tmp_path / "pushed.digest"
+    skopeo.copy(f"oci:{layout.root}:v1", docker_ref(berth, repo, "v1"),
+                "--format", "v2s2", "--digestfile", str(digest_file))
+    pushed = digest_file.read_text().strip()
+
+    r = get_manifest(berth, repo, "v1")
+    assert r.status_code == 200, r.text
+    assert r.headers["Content-Type"] == DOCKER_MANIFEST
+    assert r.headers["Docker-Content-Digest"] == digest(r.content) == pushed
+    manifest = json.loads(r.content)
+    assert manifest["mediaType"] == DOCKER_MANIFEST
+    assert manifest["config"]["mediaType"] == DOCKER_CONFIG
+    assert [(layer["mediaType"], layer["digest"]) for layer in manifest["layers"]] == [
+        (DOCKER_LAYER, d) for d in image.layer_digests  # the gzip blobs were reused as-is
+    ]
+    assert skopeo.inspect(docker_ref(berth, repo, "v1"), "--raw") == r.content
+
+    # Out to a `dir:` copy (which keeps the schema 2 manifest as it is) and into another
+    # repository: the same bytes, the same digest.
+    out = tmp_path / "dir"
+    skopeo.copy(docker_ref(berth, repo, "v1"), f"dir:{out}", "--preserve-digests")
+    assert (out / "manifest.json").read_bytes() == r.content
+    for layer in image.layers:
+        assert (out / digest(layer).split(":", 1)[1]).read_bytes() == layer
+    skopeo.copy(f"dir:{out}", docker_ref(berth, f"{repo}-copy", "v1"), "--preserve-digests")
+    assert_served(berth, f"{repo}-copy", "v1", r.content, DOCKER_MANIFEST)
+    assert_served(berth, f"{repo}-copy", pushed, r.content, DOCKER_MANIFEST)
+
+
+def test_multi_arch_index_keeps_its_digest(
+    skopeo: Skopeo, berth: BerthServer, repo: str, tmp_path: Path
+) -> None:
+    layout = Layout.create(tmp_path / "src")
+    images = [build_image(layout, "amd", "amd64"), build_image(layout, "arm", "arm64", "v8")]
+    index = build_index(layout, images)
+    layout.tag("multi", OCI_INDEX, index)
+
+    skopeo.copy(f"oci:{layout.root}:multi", docker_ref(berth, repo, "multi"),
+                "--all", "--preserve-digests")
+
+    assert_served(berth, repo, "multi", index, OCI_INDEX)
+    for image in images:
+        assert_served(berth, repo, image.digest, image.manifest, OCI_MANIFEST)
+        for d, data in image.blobs.items():
+            assert get_blob(berth, repo, d) == data
+    assert skopeo.inspect(docker_ref(berth, repo, "multi"), "--raw") == index
+    arm = json.loads(skopeo.inspect(docker_ref(berth, repo, "multi"),
+                                    "--override-arch", "arm64", "--override-variant", "v8"))
+    assert arm["Layers"] == images[1].layer_digests
+
+    out = tmp_path / "out"
+    skopeo.copy(docker_ref(berth, repo, "multi"), f"oci:{out}:multi",
+                "--all", "--preserve-digests")
+    pulled = Layout(out)
+    assert pulled.resolve("multi")["digest"] == digest(index)
+    assert pulled.blobs() == layout.blobs()
+
+
+def test_copy_between_berth_repositories(
+    skopeo: Skopeo, berth: BerthServer, repo: str, source: tuple[Layout, Image]
+) -> None:
+    """Registry to registry in one process: skopeo offers cross-repository mounts."""
+    layout, image = source
+    push(skopeo, layout, berth, repo)
+    skopeo.copy(docker_ref(berth, repo, "v1"), docker_ref(berth, f"{repo}-mounted", "v1"),
+                "--preserve-digests")
+    assert_served(berth, f"{repo}-mounted", "v1", image.manifest, OCI_MANIFEST)
+    for d, data in image.blobs.items():
+        assert get_blob(berth, f"{repo}-mounted", d) == data
+
+
+def test_through_the_reference_registry_and_back(
+    skopeo: Skopeo, berth: BerthServer, distribution: DistributionServer, repo: str,
+    tmp_path: Path,
+) -> None:
+    layout = Layout.create(tmp_path / "src")
+    single = build_image(layout, "single")
+    layout.tag("v1", OCI_MANIFEST, single.manifest)
+    images = [build_image(layout, "amd", "amd64"), build_image(layout, "arm", "arm64", "v8")]
+    index = build_index(layout, images)
+    layout.tag("multi", OCI_INDEX, index)
+
+    for tag in ("v1", "multi"):
+        skopeo.copy(f"oci:{layout.root}:{tag}", docker_ref(berth, repo, tag),
+                    "--all", "--preserve-digests")
+        skopeo.copy(docker_ref(berth, repo, tag), docker_ref(distribution, repo, tag),
+                    "--all", "--preserve-digests")
+        skopeo.copy(docker_ref(distribution, repo, tag), docker_ref(berth, f"{repo}-back", tag),
+                    "--all", "--preserve-digests")
+
+    for server in (distribution, berth):
+        back = repo if server is distribution else f"{repo}-back"
+        for tag, data in (("v1", single.manifest), ("multi", index)):
+            r = get_manifest(server, back, tag)
+            assert r.status_code == 200, (server.url, tag, r.text)
+            assert r.content == data
+            assert r.headers["Docker-Content-Digest"] == digest(data)
+    assert_served(berth, f"{repo}-back", "multi", index, OCI_INDEX)
+    for image in (single, *images):
+        assert_served(berth, f"{repo}-back", image.digest, image.manifest, OCI_MANIFEST)
+        for d, data in image.blobs.items():
+            assert get_blob(berth, f"{repo}-back", d) == data
