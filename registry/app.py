@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+import signal
+from collections.abc import AsyncIterator, Sequence
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from .api import blobs, catalog, manifests, referrers, tags, uploads
-from .api.common import CONFIG, REGISTRY
+from .api.common import CONFIG, REGISTRY, Handler
 from .api.middleware import spec_errors
 from .config import Config, split_address
 from .storage import Registry, open_registry
@@ -19,8 +21,12 @@ from .storage import Registry, open_registry
 log = logging.getLogger("registry")
 
 
-def build_app(config: Config, registry: Registry | None = None) -> web.Application:
-    app = web.Application(middlewares=[spec_errors], handler_args={"max_field_size": 65536})
+def build_app(
+    config: Config, registry: Registry | None = None, middlewares: Sequence[Middleware] = ()
+) -> web.Application:
+    app = web.Application(
+        middlewares=[*middlewares, spec_errors], handler_args={"max_field_size": 65536}
+    )
     app[CONFIG] = config
     app[REGISTRY] = registry or open_registry(config)
     catalog.routes(app)
@@ -84,19 +90,69 @@ def configure_logging(config: Config) -> None:
     logging.basicConfig(level=level, handlers=[handler], force=True)
 
 
-def serve(config: Config) -> None:
-    """Run until SIGINT/SIGTERM (handled by aiohttp's runner); in-flight requests get
-    `http.draintimeout` seconds to finish."""
-    configure_logging(config)
+class InFlight:
+    """Counts requests being handled, so shutdown can wait for them.
+
+    aiohttp's own graceful shutdown stops reading from open connections, which stalls an
+    upload that is still sending its body; Berth stops listening first, lets in-flight
+    requests finish (answering them with `Connection: close`), then closes."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.draining = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        self.count += 1
+        self._idle.clear()
+        try:
+            response = await handler(request)
+            if self.draining:
+                response.force_close()
+            return response
+        finally:
+            self.count -= 1
+            if self.count == 0:
+                self._idle.set()
+
+    async def drain(self) -> None:
+        self.draining = True
+        await self._idle.wait()
+
+
+async def _run(config: Config) -> None:
     host, port = split_address(config.http.addr)
-    app = build_app(config)
-    log.info(
-        "berth registry listening on %s:%d (storage: %s)",
-        host, port, app[REGISTRY].driver.name,
-    )
-    web.run_app(
-        app, host=host, port=port, print=None,
-        shutdown_timeout=config.http.draintimeout,
-        access_log=None if config.log.accesslog.disabled else logging.getLogger("registry.access"),
-        handle_signals=True,
-    )
+    in_flight = InFlight()
+    app = build_app(config, middlewares=[in_flight.middleware])
+    access_log = None if config.log.accesslog.disabled else logging.getLogger("registry.access")
+    runner = web.AppRunner(app, access_log=access_log, shutdown_timeout=5.0)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port, reuse_address=True)
+        await site.start()
+        log.info("berth registry listening on %s:%d (storage: %s)",
+                 host, port, app[REGISTRY].driver.name)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("shutting down: %d requests in flight", in_flight.count)
+        await site.stop()  # no new connections
+        try:
+            async with asyncio.timeout(config.http.draintimeout):
+                await in_flight.drain()
+        except TimeoutError:
+            log.warning("shutdown: %d requests still running after %.0fs, closing them",
+                        in_flight.count, config.http.draintimeout)
+    finally:
+        await runner.cleanup()
+    log.info("stopped")
+
+
+def serve(config: Config) -> None:
+    """Run until SIGINT/SIGTERM; requests in flight get `http.draintimeout` to finish."""
+    configure_logging(config)
+    asyncio.run(_run(config))
