@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
-from registry.config import ConfigError, load_config
+from registry.config import Config, ConfigError, load_config
+
+if TYPE_CHECKING:
+    from registry.storage.gc import GCReport
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -15,27 +19,87 @@ def main() -> None:
     """Berth: an OCI registry and a push/pull client."""
 
 
+def _config(config_file: str | None, **overrides: str | None) -> Config:
+    try:
+        return load_config(config_file, overrides)
+    except ConfigError as exc:
+        click.echo(f"berth: config error: {exc}", err=True)
+        sys.exit(2)
+
+
+config_option = click.option(
+    "--config", "config_file", type=click.Path(dir_okay=False), help="YAML config file"
+)
+root_option = click.option(
+    "--root", type=click.Path(file_okay=False),
+    help="storage directory (storage.filesystem.rootdirectory)",
+)
+
+
 @main.command()
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML config file")
+@config_option
 @click.option("--listen", metavar="HOST:PORT", help="address to serve on (http.addr)")
-@click.option("--root", type=click.Path(file_okay=False),
-              help="storage directory (storage.filesystem.rootdirectory)")
+@root_option
 def serve(config_file: str | None, listen: str | None, root: str | None) -> None:
     """Run the registry (defaults: 127.0.0.1:5000, disk storage under ./data)."""
     from registry.app import serve as run
 
-    try:
-        config = load_config(config_file, {
-            "http.addr": listen, "storage.filesystem.rootdirectory": root,
-        })
-    except ConfigError as exc:
-        click.echo(f"berth: config error: {exc}", err=True)
-        sys.exit(2)
+    config = _config(config_file, **{
+        "http.addr": listen, "storage.filesystem.rootdirectory": root,
+    })
     try:
         run(config)
     except OSError as exc:
         click.echo(f"berth: cannot serve on {config.http.addr}: {exc.strerror}", err=True)
         sys.exit(1)
+
+
+@main.command()
+@config_option
+@root_option
+@click.option("--dry-run", is_flag=True, help="report what would be deleted, delete nothing")
+@click.option("--delete-untagged", is_flag=True,
+              help="also forget manifests that no tag reaches (directly, by index or referrer)")
+@click.option("--grace", default="1h", show_default=True,
+              help="keep unreferenced blobs younger than this (pushes in progress)")
+@click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
+def gc(config_file: str | None, root: str | None, dry_run: bool, delete_untagged: bool,
+       grace: str, as_json: bool) -> None:
+    """Delete blobs no manifest references (safe while the registry serves)."""
+    import asyncio
+    import dataclasses
+    import json
+
+    from registry.config import parse_duration
+    from registry.storage import open_registry
+    from registry.storage.gc import GarbageCollector
+
+    config = _config(config_file, **{"storage.filesystem.rootdirectory": root})
+    try:
+        grace_seconds = parse_duration(grace)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--grace") from None
+
+    async def run() -> GCReport:
+        registry = open_registry(config)
+        try:
+            return await GarbageCollector(registry, grace_seconds).collect(
+                dry_run, delete_untagged
+            )
+        finally:
+            await registry.close()
+
+    report = asyncio.run(run())
+    if as_json:
+        click.echo(json.dumps(dataclasses.asdict(report), indent=2))
+        return
+    verb = "would delete" if dry_run else "deleted"
+    click.echo(
+        f"{report.repositories} repositories, {report.manifests} manifests, "
+        f"{report.marked} blobs referenced; {verb} {len(report.deleted_blobs)} blobs "
+        f"({report.freed_bytes} bytes) and {len(report.deleted_manifests)} untagged manifests; "
+        f"kept {report.kept_young} unreferenced blobs younger than {grace}"
+    )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import requests
 
 from .conftest import MakeBerth
 from .helpers import (
+    EMPTY,
     OCI_INDEX,
     OCI_MANIFEST,
     descriptor,
@@ -19,10 +20,6 @@ from .helpers import (
     put_manifest,
 )
 from .servers import BerthServer
-
-EMPTY = {"mediaType": "application/vnd.oci.empty.v1+json",
-         "digest": "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
-         "size": 2}
 
 
 def test_tags_lexical_and_paginated(berth: BerthServer, repo: str) -> None:

@@ -12,6 +12,7 @@ from .conftest import MakeBerth
 from .helpers import (
     DOCKER_LIST,
     DOCKER_MANIFEST,
+    EMPTY,
     OCI_CONFIG,
     OCI_INDEX,
     OCI_LAYER,
@@ -24,10 +25,6 @@ from .helpers import (
     put_manifest,
 )
 from .servers import BerthServer
-
-EMPTY = {"mediaType": "application/vnd.oci.empty.v1+json",
-         "digest": "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
-         "size": 2}
 
 
 @pytest.mark.parametrize("media_type", [OCI_MANIFEST, DOCKER_MANIFEST])

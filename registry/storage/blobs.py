@@ -14,7 +14,7 @@ from client.oci.digest import Digest
 from .. import errors
 from . import paths
 from .drivers.base import PathNotFoundError, StorageDriver
-from .links import link_exists, write_link
+from .links import delete_link, link_exists, write_link
 
 
 @dataclass(slots=True)
@@ -77,7 +77,7 @@ class BlobStore:
     async def unlink(self, name: str, digest: Digest) -> None:
         if not await self.linked(name, digest):
             raise errors.BlobUnknown(detail={"digest": str(digest)})
-        await self.driver.delete(paths.layer_link(name, digest).rsplit("/", 1)[0])
+        await delete_link(self.driver, paths.layer_link(name, digest))
 
     async def mount(self, name: str, digest: Digest, source: str | None) -> int | None:
         """Link a blob into `name` from `source` (or from anywhere when None).

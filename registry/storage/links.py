@@ -34,3 +34,28 @@ async def link_exists(driver: StorageDriver, path: str) -> bool:
     except PathNotFoundError:
         return False
     return True
+
+
+async def delete_link(driver: StorageDriver, path: str) -> None:
+    """Remove a link together with the directory named after its digest."""
+    await driver.delete(path.rsplit("/", 1)[0])
+
+
+async def list_digests(driver: StorageDriver, base: str) -> list[Digest]:
+    """The digests of a `<base>/<alg>/<hex>/` tree of links, in order."""
+    found = []
+    try:
+        algorithms = await driver.list_dir(base)
+    except PathNotFoundError:
+        return []
+    for algorithm in algorithms:
+        try:
+            names = await driver.list_dir(f"{base}/{algorithm}")
+        except PathNotFoundError:
+            continue
+        for name in names:
+            try:
+                found.append(Digest.parse(f"{algorithm}:{name}"))
+            except DigestError:
+                continue
+    return found

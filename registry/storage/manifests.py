@@ -25,7 +25,7 @@ from .. import errors
 from . import paths
 from .blobs import BlobStore
 from .drivers.base import PathNotFoundError, StorageDriver
-from .links import link_exists, write_link
+from .links import delete_link, link_exists, list_digests, write_link
 from .tags import TagStore
 
 _INFO_CACHE = 16384
@@ -243,33 +243,20 @@ class ManifestStore:
         info, _ = await self._load(ref)
         for tag in await self.tags.pointing_at(name, ref):
             await self.driver.delete(paths.tag(name, tag))
-        if info.subject is not None:
-            await self.driver.delete(
-                paths.referrer_link(name, info.subject, ref).rsplit("/", 1)[0]
-            )
-        await self.driver.delete(paths.revision_link(name, ref).rsplit("/", 1)[0])
+        await self.remove_revision(name, ref, info.subject)
+
+    async def remove_revision(self, name: str, digest: Digest, subject: Digest | None) -> None:
+        """Forget a manifest in a repository (its bytes stay until garbage collection)."""
+        if subject is not None:
+            await delete_link(self.driver, paths.referrer_link(name, subject, digest))
+        await delete_link(self.driver, paths.revision_link(name, digest))
 
     # -- referrers ----------------------------------------------------------------
 
     async def referrers(
         self, name: str, subject: Digest, artifact_type: str | None = None
     ) -> list[ManifestInfo]:
-        base = paths.referrers(name, subject)
-        found: list[Digest] = []
-        try:
-            algorithms = await self.driver.list_dir(base)
-        except PathNotFoundError:
-            return []
-        for algorithm in algorithms:
-            try:
-                hexes = await self.driver.list_dir(f"{base}/{algorithm}")
-            except PathNotFoundError:
-                continue
-            for hex_ in hexes:
-                try:
-                    found.append(Digest.parse(f"{algorithm}:{hex_}"))
-                except DigestError:
-                    continue
+        found = await list_digests(self.driver, paths.referrers(name, subject))
 
         async def describe(digest: Digest) -> ManifestInfo | None:
             if not await self.exists(name, digest):

@@ -1,0 +1,110 @@
+"""Garbage collection through `berth gc`, run while the registry serves."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+import requests
+
+from .conftest import MakeBerth
+from .helpers import (
+    EMPTY,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    descriptor,
+    digest,
+    image,
+    push_blob,
+    put_manifest,
+)
+from .servers import ROOT, BerthServer
+
+
+def gc(server: BerthServer, *args: str) -> dict[str, Any]:
+    result = subprocess.run(
+        [sys.executable, "-m", "client.cli", "gc", "--root", str(server.root), "--json", *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    report: dict[str, Any] = json.loads(result.stdout)
+    return report
+
+
+def has_blob(server: BerthServer, repo: str, d: str) -> bool:
+    return requests.head(f"{server.url}/v2/{repo}/blobs/{d}").status_code == 200
+
+
+def test_gc_keeps_referenced_and_sweeps_the_rest(make_berth: MakeBerth) -> None:
+    server = make_berth()
+    url = server.url
+    tagged = image(url, "app", layers=[b"tagged layer"])
+    put_manifest(url, "app", "v1", tagged)
+    orphan = push_blob(url, "app", b"pushed, never referenced")
+    # a Windows image whose foreign base layer was pushed (air-gapped registry)
+    foreign = b"foreign base layer bytes"
+    push_blob(url, "win", foreign)
+    win = image(url, "win", layers=[b"app layer"])
+    doc = json.loads(win)
+    doc["layers"].insert(0, descriptor(
+        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", foreign,
+        urls=["https://example.com/base"]))
+    win = json.dumps(doc).encode()
+    assert put_manifest(url, "win", "ltsc", win).status_code == 201
+
+    dry = gc(server, "--grace", "0s", "--dry-run")
+    assert dry["deleted_blobs"] == [orphan]
+    assert has_blob(server, "app", orphan)
+
+    report = gc(server, "--grace", "0s")
+    assert report["deleted_blobs"] == [orphan]
+    assert report["freed_bytes"] == len(b"pushed, never referenced")
+    assert not has_blob(server, "app", orphan)
+    for layer in json.loads(tagged)["layers"]:
+        assert has_blob(server, "app", layer["digest"])
+    assert has_blob(server, "win", digest(foreign))
+    assert requests.get(f"{url}/v2/app/manifests/v1").content == tagged
+    assert requests.get(f"{url}/v2/win/manifests/ltsc").content == win
+
+
+def test_gc_grace_period_protects_fresh_blobs(make_berth: MakeBerth) -> None:
+    server = make_berth()
+    fresh = push_blob(server.url, "app", b"upload racing with gc")
+    report = gc(server)  # default grace: 1h
+    assert report["deleted_blobs"] == []
+    assert report["kept_young"] == 1
+    assert has_blob(server, "app", fresh)
+
+
+def test_gc_delete_untagged(make_berth: MakeBerth) -> None:
+    server = make_berth()
+    url = server.url
+    old = image(url, "app", layers=[b"old layer"])
+    new = image(url, "app", layers=[b"new layer"])
+    put_manifest(url, "app", "latest", old)
+    put_manifest(url, "app", "latest", new)  # `old` is now untagged
+    child = image(url, "app", layers=[b"child layer"])
+    put_manifest(url, "app", digest(child), child)
+    index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX,
+                        "manifests": [descriptor(OCI_MANIFEST, child)]}).encode()
+    put_manifest(url, "app", "multi", index, OCI_INDEX)
+    sig_layer = push_blob(url, "app", b"signature")
+    sig = json.dumps({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": "application/x-sig",
+        "config": EMPTY,
+        "layers": [descriptor("application/octet-stream", b"signature")],
+        "subject": descriptor(OCI_MANIFEST, new),
+    }).encode()
+    assert put_manifest(url, "app", digest(sig), sig).status_code == 201
+
+    report = gc(server, "--grace", "0s", "--delete-untagged")
+    assert report["deleted_manifests"] == [f"app@{digest(old)}"]
+    assert sorted(report["deleted_blobs"]) == sorted([digest(b"old layer"), digest(old)])
+    assert requests.get(f"{url}/v2/app/manifests/{digest(old)}").status_code == 404
+    for kept in (new, child, index, sig):
+        assert requests.get(f"{url}/v2/app/manifests/{digest(kept)}").content == kept
+    assert has_blob(server, "app", sig_layer)
+    assert has_blob(server, "app", digest(b"new layer"))
+    assert has_blob(server, "app", digest(b"child layer"))
