@@ -130,3 +130,17 @@ def parse_manifest(data: bytes, content_type: str | None = None) -> Manifest:
         media_type, data, config=config, layers=layers, subject=subject,
         artifact_type=artifact_type, annotations=annotations,
     )
+
+
+def declared_media_type(data: bytes) -> str:
+    """A manifest's media type from its bytes alone (its `mediaType`, else its shape)."""
+    try:
+        doc = json.loads(data)
+    except (UnicodeDecodeError, ValueError):
+        return mt.OCI_MANIFEST
+    if not isinstance(doc, dict):
+        return mt.OCI_MANIFEST
+    declared = doc.get("mediaType")
+    if isinstance(declared, str) and declared:
+        return declared
+    return mt.OCI_INDEX if "manifests" in doc else mt.OCI_MANIFEST

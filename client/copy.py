@@ -1,0 +1,195 @@
+"""The copy engine behind push, pull and copy: blobs first (in parallel, skipping what the
+destination has, mounting within a registry), manifests last, children before indexes.
+Byte-for-byte: manifests are stored as fetched unless foreign layers are converted."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from .errors import BerthError, NotFoundError
+from .events import BlobAction, Events
+from .foreign import distributable_type, foreign_blob
+from .image import ImageDestination, ImageSource
+from .oci import mediatypes as mt
+from .oci.descriptor import Descriptor, Platform
+from .oci.manifest import Manifest, ManifestError, parse_manifest
+from .platforms import PlatformMatcher
+from .remote import FetchedManifest, verified
+
+ForeignMode = Literal["keep", "include", "convert"]
+
+
+@dataclass(frozen=True)
+class CopyOptions:
+    foreign: ForeignMode = "keep"
+    platform: PlatformMatcher | None = None  # None: every platform of an index
+    concurrency: int = 4
+
+
+@dataclass
+class CopyResult:
+    digest: str
+    media_type: str
+    size: int
+    blobs: dict[str, BlobAction] = field(default_factory=dict)
+    manifests: list[str] = field(default_factory=list)
+
+
+class CopyError(BerthError):
+    pass
+
+
+class _Copier:
+    def __init__(self, src: ImageSource, dst: ImageDestination, options: CopyOptions,
+                 events: Events) -> None:
+        self.src, self.dst, self.options, self.events = src, dst, options, events
+        self.semaphore = asyncio.Semaphore(max(1, options.concurrency))
+        self.result: CopyResult | None = None
+        self.blob_actions: dict[str, BlobAction] = {}
+        self.manifests: list[str] = []
+        self._in_flight: dict[str, asyncio.Task[BlobAction]] = {}
+
+    async def run(self) -> CopyResult:
+        root = await self.src.root()
+        if root.media_type in mt.INDEXES and self.options.platform is not None:
+            root = await self._select_platform(root)
+        desc = await self._copy(root, root=True)
+        return CopyResult(str(desc.digest), desc.media_type, desc.size, self.blob_actions,
+                          self.manifests)
+
+    async def _select_platform(self, index: FetchedManifest) -> FetchedManifest:
+        assert self.options.platform is not None
+        parsed = _parse(index)
+        choice = self.options.platform.select(parsed.manifests)
+        if choice is None:
+            available = ", ".join(_platform_text(d.platform) for d in parsed.manifests)
+            raise NotFoundError(
+                f"no image for {self.options.platform} in the index (has: {available or 'none'})"
+            )
+        child = await self.src.manifest(choice.digest)
+        return child if child.media_type not in mt.INDEXES else await self._select_platform(child)
+
+    async def _copy(self, fetched: FetchedManifest, root: bool) -> Descriptor:
+        manifest = _parse(fetched)
+        data = fetched.data
+        if manifest.is_index:
+            children = await asyncio.gather(*(self._child(d) for d in manifest.manifests))
+            if any(new != old for new, old in zip(children, manifest.manifests, strict=True)):
+                data = _rewrite_index(fetched.data, children)
+        else:
+            data = await self._image(manifest)
+        if data is not fetched.data:
+            fetched = FetchedManifest(data, fetched.media_type,
+                                      type(fetched.digest).from_bytes(data))
+        desc = fetched.descriptor()
+        if root or not await self.dst.has_manifest(desc):
+            await self.dst.put_manifest(fetched, root)
+        self.manifests.append(str(desc.digest))
+        self.events.manifest_done(desc, root)
+        return desc
+
+    async def _child(self, desc: Descriptor) -> Descriptor:
+        child = await self.src.manifest(desc.digest)
+        copied = await self._copy(child, root=False)
+        if copied.digest == desc.digest:
+            return desc
+        return Descriptor(desc.media_type, copied.digest, copied.size, desc.urls,
+                          desc.annotations, desc.artifact_type, desc.platform)
+
+    async def _image(self, manifest: Manifest) -> bytes:
+        convert = self.options.foreign == "convert" and any(d.foreign for d in manifest.layers)
+        await asyncio.gather(*(self._blob(d) for d in manifest.blobs()))
+        if not convert:
+            return manifest.data
+        doc = json.loads(manifest.data)
+        for layer in doc.get("layers", []):
+            if mt.is_foreign(layer.get("mediaType", "")):
+                layer["mediaType"] = distributable_type(layer["mediaType"])
+                layer.pop("urls", None)
+        return json.dumps(doc, indent=3).encode()
+
+    async def _blob(self, desc: Descriptor) -> None:
+        key = str(desc.digest)
+        task = self._in_flight.get(key)
+        if task is None:  # one transfer per digest, however many manifests share it
+            task = self._in_flight[key] = asyncio.ensure_future(self._transfer(desc))
+        action = await task
+        self.blob_actions.setdefault(key, action)
+
+    async def _transfer(self, desc: Descriptor) -> BlobAction:
+        foreign = desc.foreign and bool(desc.urls)
+        if foreign and self.options.foreign == "keep":
+            self.events.blob_done(desc, "foreign")
+            return "foreign"
+        async with self.semaphore:
+            if await self.dst.has_blob(desc):
+                self.events.blob_done(desc, "exists")
+                return "exists"
+            src_repo, dst_repo = self.src.registry_repository, self.dst.registry_repository
+            same_registry = bool(src_repo and dst_repo and src_repo[0] == dst_repo[0])
+            if same_registry and src_repo != dst_repo and src_repo is not None and (
+                await self.dst.mount(desc, src_repo[1])
+            ):
+                self.events.blob_done(desc, "mounted")
+                return "mounted"
+            self.events.blob_started(desc)
+
+            def progress(done: int) -> None:
+                self.events.blob_progress(desc, done)
+
+            opener = self._opener(desc, foreign)
+            await self.dst.put_blob(desc, opener, progress)
+            action: BlobAction = (
+                "uploaded" if not foreign else
+                "converted" if self.options.foreign == "convert" else "uploaded"
+            )
+            self.events.blob_done(desc, action)
+            return action
+
+    def _opener(self, desc: Descriptor, foreign: bool) -> Callable[[int], AsyncIterator[bytes]]:
+        def open_at(offset: int) -> AsyncIterator[bytes]:
+            stream = foreign_blob(self.src, desc, offset) if foreign else self.src.blob(
+                desc, offset)
+            # whole reads are verified here; resumed ones by the destination's digest check
+            return verified(desc, stream) if offset == 0 else stream
+
+        return open_at
+
+
+async def copy_image(
+    src: ImageSource, dst: ImageDestination, options: CopyOptions | None = None,
+    events: Events | None = None,
+) -> CopyResult:
+    copier = _Copier(src, dst, options or CopyOptions(), events or Events())
+    result = await copier.run()
+    await dst.commit()
+    return result
+
+
+def _parse(fetched: FetchedManifest) -> Manifest:
+    try:
+        return parse_manifest(fetched.data, fetched.media_type)
+    except ManifestError as exc:
+        raise CopyError(f"manifest {fetched.digest}: {exc}") from None
+
+
+def _rewrite_index(data: bytes, children: list[Descriptor]) -> bytes:
+    doc = json.loads(data)
+    for entry, child in zip(doc["manifests"], children, strict=True):
+        entry["digest"], entry["size"] = str(child.digest), child.size
+    return json.dumps(doc, indent=3).encode()
+
+
+def _platform_text(platform: Platform | None) -> str:
+    if platform is None:
+        return "?"
+    text = f"{platform.os}/{platform.architecture}"
+    if platform.variant:
+        text += f"/{platform.variant}"
+    if platform.os_version:
+        text += f" ({platform.os_version})"
+    return text

@@ -1,0 +1,331 @@
+"""HTTP to one registry: TLS choices, auth negotiation, retries with backoff.
+
+A `RegistrySession` learns the registry's challenge once (`GET /v2/`), then sends each
+request with the credentials its scope needs: HTTP Basic, or a bearer token fetched from
+the realm (Docker registry token specification), cached until it expires. A request with
+a replayable body is retried on connection errors, 429 and 5xx, honouring `Retry-After`.
+Redirects are followed by hand so that credentials never reach another host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import logging
+import random
+import ssl
+import time
+from collections.abc import AsyncIterable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import aiohttp
+
+from .auth import Challenge, Credentials, parse_challenges
+from .errors import AuthError, NetworkError, RegistryError
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+USER_AGENT = "berth/0.1"
+
+Body = bytes | AsyncIterable[bytes] | None
+
+
+@dataclass(frozen=True)
+class TransportOptions:
+    insecure: bool = False  # https without verification; http when TLS fails
+    plain_http: bool | None = None  # None: http for loopback hosts, https elsewhere
+    ca_file: str | None = None
+    retries: int = 4
+    backoff: float = 0.5  # seconds, doubled per attempt, with jitter
+    connect_timeout: float = 30.0
+    read_timeout: float = 300.0
+    user_agent: str = USER_AGENT
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+def is_loopback(host: str) -> bool:
+    name = urlsplit(f"//{host}").hostname or host
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _retry_after(response: aiohttp.ClientResponse | None) -> float | None:
+    if response is None:
+        return None
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value.strip())
+    try:
+        return max(parsedate_to_datetime(value).timestamp() - time.time(), 0.0)
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass
+class _Token:
+    header: str
+    expires: float
+
+
+class RegistrySession:
+    """Authenticated HTTP to one registry host (`host[:port]`)."""
+
+    def __init__(
+        self, host: str, credentials: Credentials | None = None,
+        options: TransportOptions | None = None, http: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self.host = host
+        self.credentials = credentials
+        self.options = options or TransportOptions()
+        plain = self.options.plain_http
+        if plain is None:
+            plain = is_loopback(host)
+        self.scheme = "http" if plain else "https"
+        self._http = http
+        self._own_http = http is None
+        self._challenge: Challenge | None = None
+        self._challenge_known = False
+        self._tokens: dict[tuple[str, ...], _Token] = {}
+        self._lock = asyncio.Lock()
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.scheme}://{self.host}"
+
+    def _ssl(self) -> ssl.SSLContext | bool:
+        if self.options.insecure:
+            return False
+        if self.options.ca_file:
+            return ssl.create_default_context(cafile=self.options.ca_file)
+        return True
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        if self._http is None:
+            timeout = aiohttp.ClientTimeout(
+                total=None, connect=self.options.connect_timeout,
+                sock_read=self.options.read_timeout,
+            )
+            connector = aiohttp.TCPConnector(ssl=self._ssl(), limit=64)
+            self._http = aiohttp.ClientSession(
+                timeout=timeout, connector=connector,
+                headers={"User-Agent": self.options.user_agent}, auto_decompress=False,
+            )
+        return self._http
+
+    async def close(self) -> None:
+        if self._http is not None and self._own_http:
+            await self._http.close()
+        self._http = None
+
+    async def __aenter__(self) -> RegistrySession:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- auth ---------------------------------------------------------------------
+
+    async def _learn_challenge(self) -> None:
+        async with self._lock:
+            if self._challenge_known:
+                return
+            response = await self._send("GET", f"{self.base_url}/v2/", {}, None, None)
+            async with response:
+                if response.status == 401:
+                    self._challenge = self._pick(response)
+                elif response.status >= 400 and response.status != 404:
+                    raise RegistryError(response.status, "GET", str(response.url),
+                                        await _json_or_none(response))
+            self._challenge_known = True
+
+    @staticmethod
+    def _pick(response: aiohttp.ClientResponse) -> Challenge | None:
+        challenges: list[Challenge] = []
+        for header in response.headers.getall("WWW-Authenticate", []):
+            challenges += parse_challenges(header)
+        for scheme in ("bearer", "basic"):
+            for challenge in challenges:
+                if challenge.scheme == scheme:
+                    return challenge
+        return None
+
+    async def _authorization(self, scopes: Sequence[str], fresh: bool = False) -> str | None:
+        challenge = self._challenge
+        if challenge is None:
+            return None
+        if challenge.scheme == "basic":
+            if self.credentials is None or self.credentials.identity_token:
+                raise AuthError(f"{self.host} requires a username and password (berth login)")
+            return self.credentials.basic()
+        key = tuple(sorted(set(scopes)))
+        cached = self._tokens.get(key)
+        if cached is not None and not fresh and cached.expires > time.time() + 10:
+            return cached.header
+        token, lifetime = await self._fetch_token(challenge, key)
+        header = f"Bearer {token}"
+        self._tokens[key] = _Token(header, time.time() + lifetime)
+        return header
+
+    async def _fetch_token(self, challenge: Challenge, scopes: Sequence[str]) -> tuple[str, float]:
+        realm = challenge.params.get("realm")
+        if not realm:
+            raise AuthError(f"{self.host} sent a bearer challenge without a realm")
+        service = challenge.params.get("service")
+        creds = self.credentials
+        try:
+            if creds is not None and creds.identity_token:
+                form = {"grant_type": "refresh_token", "refresh_token": creds.identity_token,
+                        "client_id": "berth", "scope": " ".join(scopes)}
+                if service:
+                    form["service"] = service
+                response = await self.http.post(realm, data=form, allow_redirects=True)
+            else:
+                params: list[tuple[str, str]] = [("scope", s) for s in scopes]
+                if service:
+                    params.append(("service", service))
+                headers = {"Authorization": creds.basic()} if creds and creds.username else {}
+                response = await self.http.get(realm, params=params, headers=headers)
+            async with response:
+                if response.status in (401, 403):
+                    raise AuthError(
+                        f"authentication to {self.host} failed (HTTP {response.status} from "
+                        f"{urlsplit(realm).netloc}): check the credentials (berth login)"
+                    )
+                if response.status != 200:
+                    raise AuthError(f"token server {realm} answered HTTP {response.status}")
+                body = await response.json(content_type=None)
+        except aiohttp.ClientError as exc:
+            raise NetworkError(f"cannot reach token server {realm}: {exc}") from None
+        token = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
+        if not isinstance(token, str) or not token:
+            raise AuthError(f"token server {realm} returned no token")
+        lifetime = body.get("expires_in") or 60
+        return token, float(lifetime) if isinstance(lifetime, int | float) else 60.0
+
+    # -- requests -----------------------------------------------------------------
+
+    async def _send(
+        self, method: str, url: str, headers: Mapping[str, str], data: Body,
+        params: Any,
+    ) -> aiohttp.ClientResponse:
+        try:
+            return await self.http.request(
+                method, url, headers=headers, data=data, params=params, allow_redirects=False
+            )
+        except aiohttp.ClientSSLError as exc:
+            same_host = urlsplit(url).netloc == self.host
+            if self.options.insecure and self.scheme == "https" and same_host:
+                log.info("%s: TLS failed (%s), falling back to plain HTTP", self.host, exc)
+                self.scheme = "http"
+                return await self._send(method, url.replace("https://", "http://", 1),
+                                        headers, data, params)
+            raise NetworkError(f"TLS error talking to {self.host}: {exc}") from None
+
+    async def request(
+        self, method: str, path: str, *, scopes: Sequence[str] = (),
+        headers: Mapping[str, str] | None = None, data: Body = None, params: Any = None,
+        expect: Collection[int] = (200,), follow_redirects: bool = True,
+    ) -> aiohttp.ClientResponse:
+        """Send a request to `path` (relative to the host, or an absolute URL the registry
+        gave, e.g. an upload Location). Returns the response, unread, when its status is in
+        `expect`; otherwise raises `RegistryError` (or `AuthError` for 401/403)."""
+        await self._learn_challenge()
+        url = path if path.startswith(("http://", "https://")) else urljoin(self.base_url, path)
+        replayable = data is None or isinstance(data, bytes)
+        attempt = 0
+        reauthenticated = False
+        while True:
+            request_headers = dict(headers or {})
+            auth = await self._authorization(scopes, fresh=reauthenticated)
+            if auth and urlsplit(url).netloc == self.host:
+                request_headers["Authorization"] = auth
+            response: aiohttp.ClientResponse | None = None
+            try:
+                response = await self._send(method, url, request_headers, data, params)
+            except (TimeoutError, aiohttp.ClientConnectionError) as exc:
+                if not replayable or attempt >= self.options.retries:
+                    raise NetworkError(f"{method} {url}: {exc or type(exc).__name__}") from None
+                await self._backoff(attempt, None, f"{type(exc).__name__} {exc}")
+                attempt += 1
+                continue
+            status = response.status
+            if status == 401 and not reauthenticated and replayable:
+                self._challenge = self._pick(response) or self._challenge
+                response.release()
+                reauthenticated = True
+                continue
+            if status in RETRY_STATUSES and replayable and attempt < self.options.retries:
+                delay = _retry_after(response)
+                response.release()
+                await self._backoff(attempt, delay, f"HTTP {status}")
+                attempt += 1
+                continue
+            if follow_redirects and status in (301, 302, 303, 307, 308) and method in (
+                "GET", "HEAD"
+            ):
+                location = response.headers.get("Location")
+                response.release()
+                if location:
+                    return await self._follow(method, urljoin(url, location), expect)
+            if status in expect:
+                return response
+            body = await _json_or_none(response)
+            response.release()
+            if status in (401, 403):
+                raise AuthError(_auth_message(self.host, status, method, url, body))
+            raise RegistryError(status, method, url, body)
+
+    async def _follow(
+        self, method: str, url: str, expect: Collection[int]
+    ) -> aiohttp.ClientResponse:
+        """Follow a redirect (e.g. to object storage) without the registry's credentials."""
+        for _ in range(10):
+            try:
+                response = await self.http.request(method, url, allow_redirects=False)
+            except (TimeoutError, aiohttp.ClientConnectionError) as exc:
+                raise NetworkError(f"{method} {url}: {exc or type(exc).__name__}") from None
+            if response.status in (301, 302, 303, 307, 308) and "Location" in response.headers:
+                url = urljoin(url, response.headers["Location"])
+                response.release()
+                continue
+            if response.status in expect:
+                return response
+            response.release()
+            raise RegistryError(response.status, method, url)
+        raise NetworkError(f"{method} {url}: too many redirects")
+
+    async def _backoff(self, attempt: int, delay: float | None, why: str) -> None:
+        if delay is None:
+            delay = self.options.backoff * (2**attempt) * (0.5 + random.random())
+        delay = min(delay, 60.0)
+        log.info("%s: %s, retrying in %.1fs", self.host, why, delay)
+        await asyncio.sleep(delay)
+
+
+async def _json_or_none(response: aiohttp.ClientResponse) -> Any:
+    try:
+        data = await response.content.read(1 << 20)
+        return json.loads(data) if data else None
+    except (ValueError, aiohttp.ClientError):
+        return None
+
+
+def _auth_message(host: str, status: int, method: str, url: str, body: Any) -> str:
+    codes = ""
+    if isinstance(body, dict) and isinstance(body.get("errors"), list):
+        codes = ", ".join(str(e.get("message") or e.get("code")) for e in body["errors"]
+                          if isinstance(e, dict))
+    what = "authentication required" if status == 401 else "access denied"
+    return f"{host}: {what} for {method} {urlsplit(url).path}" + (f" ({codes})" if codes else "")

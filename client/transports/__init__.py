@@ -1,0 +1,50 @@
+"""Image locations by name: `docker://REF` or a bare `REF` (a registry), `oci:PATH[:TAG]`
+(an OCI image layout directory)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..errors import UsageError
+from ..image import ImageDestination, ImageSource
+from ..oci.reference import Reference, ReferenceError
+
+if TYPE_CHECKING:
+    from ..client import Client
+
+
+def split_path_tag(spec: str) -> tuple[str, str | None]:
+    """`PATH[:TAG]` — the tag is what follows the last ':' when it looks like a tag."""
+    path, sep, tag = spec.rpartition(":")
+    if sep and path and tag and "/" not in tag:
+        return path, tag
+    return spec, None
+
+
+def parse_reference(text: str) -> Reference:
+    try:
+        return Reference.parse(text)
+    except ReferenceError as exc:
+        raise UsageError(str(exc)) from None
+
+
+async def open_source(client: Client, spec: str) -> ImageSource:
+    from .layout import LayoutSource
+    from .registry import RegistrySource
+
+    if spec.startswith("oci:"):
+        path, tag = split_path_tag(spec[4:])
+        return await LayoutSource.open(path, tag)
+    ref = parse_reference(spec.removeprefix("docker://"))
+    return RegistrySource(client, ref)
+
+
+async def open_destination(client: Client, spec: str) -> ImageDestination:
+    from .layout import LayoutDestination
+    from .registry import RegistryDestination
+
+    if spec.startswith("oci:"):
+        path, tag = split_path_tag(spec[4:])
+        return await LayoutDestination.open(path, tag)
+    ref = parse_reference(spec.removeprefix("docker://"))
+    return RegistryDestination(client, ref)

@@ -1,0 +1,185 @@
+"""OCI image layout directories (`oci-layout`, `index.json`, `blobs/<alg>/<hex>`)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from ..errors import BerthError, NotFoundError, UsageError
+from ..image import ImageDestination, ImageSource
+from ..oci import mediatypes as mt
+from ..oci.descriptor import Descriptor, DescriptorError
+from ..oci.digest import Digest
+from ..oci.manifest import declared_media_type
+from ..remote import BlobOpener, FetchedManifest, Progress
+
+REF_NAME = "org.opencontainers.image.ref.name"
+CHUNK = 1024 * 1024
+
+
+def _blob_path(root: Path, digest: Digest) -> Path:
+    return root / "blobs" / digest.algorithm / digest.hex
+
+
+def _read_index(root: Path) -> dict[str, Any]:
+    try:
+        index = json.loads((root / "index.json").read_text())
+    except FileNotFoundError:
+        raise NotFoundError(f"{root}: not an OCI image layout (no index.json)") from None
+    except (OSError, ValueError) as exc:
+        raise BerthError(f"{root}/index.json: {exc}") from None
+    if not isinstance(index, dict) or not isinstance(index.get("manifests"), list):
+        raise BerthError(f"{root}/index.json: not an image index")
+    return index
+
+
+def _tag_matches(annotations: dict[str, str], tag: str) -> bool:
+    name = annotations.get(REF_NAME, "")
+    return name == tag or name.endswith(f":{tag}")
+
+
+class LayoutSource(ImageSource):
+    def __init__(self, root: Path, entry: Descriptor) -> None:
+        self.path = root
+        self.entry = entry
+
+    @classmethod
+    async def open(cls, path: str, tag: str | None) -> LayoutSource:
+        root = Path(path)
+        index = await asyncio.to_thread(_read_index, root)
+        entries = index["manifests"]
+        if tag is not None:
+            entries = [e for e in entries if _tag_matches(e.get("annotations") or {}, tag)]
+            if not entries:
+                raise NotFoundError(f"{root}: no image tagged {tag!r}")
+        elif len(entries) != 1:
+            raise UsageError(f"{root} holds {len(entries)} images: name one as oci:PATH:TAG")
+        try:
+            return cls(root, Descriptor.from_json(entries[-1], "index.json entry"))
+        except DescriptorError as exc:
+            raise BerthError(f"{root}/index.json: {exc}") from None
+
+    async def _read(self, digest: Digest, media_type: str) -> FetchedManifest:
+        try:
+            data = await asyncio.to_thread(_blob_path(self.path, digest).read_bytes)
+        except FileNotFoundError:
+            raise NotFoundError(f"{self.path}: manifest {digest} is missing") from None
+        if Digest.from_bytes(data, digest.algorithm) != digest:
+            raise BerthError(f"{self.path}: blob {digest} is corrupt")
+        return FetchedManifest(data, media_type, digest)
+
+    async def root(self) -> FetchedManifest:
+        return await self._read(self.entry.digest, self.entry.media_type)
+
+    async def manifest(self, digest: Digest) -> FetchedManifest:
+        fetched = await self._read(digest, "")
+        return FetchedManifest(fetched.data, declared_media_type(fetched.data), digest)
+
+    async def blob(self, desc: Descriptor, offset: int = 0) -> AsyncIterator[bytes]:
+        path = _blob_path(self.path, desc.digest)
+        try:
+            fobj: BinaryIO = await asyncio.to_thread(open, path, "rb")
+        except FileNotFoundError:
+            raise NotFoundError(f"{self.path}: blob {desc.digest} is missing") from None
+        try:
+            await asyncio.to_thread(fobj.seek, offset)
+            while chunk := await asyncio.to_thread(fobj.read, CHUNK):
+                yield chunk
+        finally:
+            await asyncio.to_thread(fobj.close)
+
+
+class LayoutDestination(ImageDestination):
+    def __init__(self, root: Path, tag: str | None, index: dict[str, Any]) -> None:
+        self.root, self.tag, self.index = root, tag, index
+
+    @classmethod
+    async def open(cls, path: str, tag: str | None) -> LayoutDestination:
+        root = Path(path)
+
+        def prepare() -> dict[str, Any]:
+            (root / "blobs").mkdir(parents=True, exist_ok=True)
+            layout = root / "oci-layout"
+            if not layout.exists():
+                layout.write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
+            if (root / "index.json").exists():
+                return _read_index(root)
+            return {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": []}
+
+        return cls(root, tag, await asyncio.to_thread(prepare))
+
+    async def has_blob(self, desc: Descriptor) -> bool:
+        path = _blob_path(self.root, desc.digest)
+        try:
+            return (await asyncio.to_thread(path.stat)).st_size == desc.size
+        except FileNotFoundError:
+            return False
+
+    async def put_blob(
+        self, desc: Descriptor, opener: BlobOpener, progress: Progress | None = None
+    ) -> None:
+        final = _blob_path(self.root, desc.digest)
+        await asyncio.to_thread(final.parent.mkdir, parents=True, exist_ok=True)
+        tmp = final.with_name(f".tmp-{uuid.uuid4().hex}")
+        fobj: BinaryIO = await asyncio.to_thread(open, tmp, "wb")
+        try:
+            done = 0
+            async for chunk in opener(0):  # verified by the opener: digest and size
+                await asyncio.to_thread(fobj.write, chunk)
+                done += len(chunk)
+                if progress:
+                    progress(done)
+            await asyncio.to_thread(_close_synced, fobj)
+            await asyncio.to_thread(os.replace, tmp, final)
+        except BaseException:
+            fobj.close()
+            tmp.unlink(missing_ok=True)
+            raise
+
+    async def has_manifest(self, desc: Descriptor) -> bool:
+        return await self.has_blob(desc)
+
+    async def put_manifest(self, manifest: FetchedManifest, root: bool) -> None:
+        path = _blob_path(self.root, manifest.digest)
+
+        def write() -> None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _write_atomic(path, manifest.data)
+
+        await asyncio.to_thread(write)
+        if not root:
+            return
+        entry = manifest.descriptor().to_json()
+        entries = self.index["manifests"]
+        if self.tag is not None:
+            entry["annotations"] = {REF_NAME: self.tag}
+            entries[:] = [e for e in entries
+                          if not _tag_matches(e.get("annotations") or {}, self.tag)]
+        else:
+            entries[:] = [e for e in entries if e.get("digest") != entry["digest"]
+                          or (e.get("annotations") or {}).get(REF_NAME)]
+        entries.append(entry)
+
+    async def commit(self) -> None:
+        data = json.dumps(self.index, indent=2).encode()
+        await asyncio.to_thread(_write_atomic, self.root / "index.json", data)
+
+
+def _close_synced(fobj: BinaryIO) -> None:
+    fobj.flush()
+    os.fsync(fobj.fileno())
+    fobj.close()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}")
+    with open(tmp, "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)

@@ -1,0 +1,57 @@
+"""A registry repository as a copy source or destination."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+from ..image import ImageDestination, ImageSource
+from ..oci.descriptor import Descriptor
+from ..oci.digest import Digest
+from ..oci.reference import Reference
+from ..remote import BlobOpener, FetchedManifest, Progress
+
+if TYPE_CHECKING:
+    from ..client import Client
+
+
+class RegistrySource(ImageSource):
+    def __init__(self, client: Client, reference: Reference) -> None:
+        self.reference = reference
+        self.repo = client.repository(reference)
+        self.registry_repository = (reference.api_host, reference.repository)
+
+    async def root(self) -> FetchedManifest:
+        return await self.repo.get_manifest(self.reference.identifier)
+
+    async def manifest(self, digest: Digest) -> FetchedManifest:
+        return await self.repo.get_manifest(str(digest))
+
+    def blob(self, desc: Descriptor, offset: int = 0) -> AsyncIterator[bytes]:
+        return self.repo.open_blob(desc.digest, offset)
+
+
+class RegistryDestination(ImageDestination):
+    def __init__(self, client: Client, reference: Reference) -> None:
+        self.reference = reference
+        self.repo = client.repository(reference)
+        self.registry_repository = (reference.api_host, reference.repository)
+
+    async def has_blob(self, desc: Descriptor) -> bool:
+        return await self.repo.blob_size(desc.digest) is not None
+
+    async def mount(self, desc: Descriptor, source_repository: str) -> bool:
+        return await self.repo.mount(desc.digest, source_repository)
+
+    async def put_blob(
+        self, desc: Descriptor, opener: BlobOpener, progress: Progress | None = None
+    ) -> None:
+        await self.repo.upload_blob(desc, opener, progress)
+
+    async def has_manifest(self, desc: Descriptor) -> bool:
+        return await self.repo.manifest_exists(desc.digest)
+
+    async def put_manifest(self, manifest: FetchedManifest, root: bool) -> None:
+        tag = self.reference.tag if root else None
+        await self.repo.put_manifest(tag or str(manifest.digest), manifest.data,
+                                     manifest.media_type)
