@@ -1,22 +1,46 @@
-"""The `berth` command line."""
+"""The `berth` command line: registry server, maintenance, and the push/pull client.
+
+Every failure a user can cause ends in one line on stderr and a non-zero exit:
+2 usage, 3 authentication, 4 not found, 5 network, 1 anything else (70: a bug, with
+the traceback only under --debug).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import functools
+import getpass
+import json
+import logging
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import click
 
 from registry.config import Config, ConfigError, load_config
 
+from .errors import BerthError, UsageError
+
 if TYPE_CHECKING:
     from registry.storage.gc import GCReport
+
+    from .client import Client
+    from .events import Events
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="berth")
 def main() -> None:
-    """Berth: an OCI registry and a push/pull client."""
+    """Berth: an OCI registry and a push/pull client (Windows foreign layers included)."""
+
+
+# -- the registry ------------------------------------------------------------------------
 
 
 def _config(config_file: str | None, **overrides: str | None) -> Config:
@@ -66,10 +90,6 @@ def serve(config_file: str | None, listen: str | None, root: str | None) -> None
 def gc(config_file: str | None, root: str | None, dry_run: bool, delete_untagged: bool,
        grace: str, as_json: bool) -> None:
     """Delete blobs no manifest references (safe while the registry serves)."""
-    import asyncio
-    import dataclasses
-    import json
-
     from registry.config import parse_duration
     from registry.storage import open_registry
     from registry.storage.gc import GarbageCollector
@@ -100,6 +120,285 @@ def gc(config_file: str | None, root: str | None, dry_run: bool, delete_untagged
         f"({report.freed_bytes} bytes) and {len(report.deleted_manifests)} untagged manifests; "
         f"kept {report.kept_young} unreferenced blobs younger than {grace}"
     )
+
+
+# -- the client ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class ClientOptions:
+    insecure: bool = False
+    plain_http: bool = False
+    ca_file: str | None = None
+    authfile: str | None = None
+    username: str | None = None
+    password: str | None = None
+    retries: int = 4
+    as_json: bool = False
+    quiet: bool = False
+    debug: bool = False
+
+
+def client_command(fn: Callable[..., Awaitable[Any]]) -> Callable[..., None]:
+    """Add the connection and output options and run the coroutine with a `Client`."""
+
+    @click.option("--insecure", is_flag=True,
+                  help="skip TLS verification (and fall back to plain HTTP)")
+    @click.option("--plain-http", is_flag=True, help="talk plain HTTP (loopback hosts do anyway)")
+    @click.option("--ca-file", type=click.Path(exists=True, dir_okay=False),
+                  help="CA bundle to verify registries with")
+    @click.option("--authfile", type=click.Path(dir_okay=False),
+                  help="credentials file (default: ~/.docker/config.json)")
+    @click.option("--creds", metavar="USER[:PASSWORD]",
+                  help="credentials for the registries of this command")
+    @click.option("--retries", default=4, show_default=True, type=click.IntRange(0, 20),
+                  help="retries of a failed request (connection errors, 429, 5xx)")
+    @click.option("--json", "as_json", is_flag=True, help="machine-readable output on stdout")
+    @click.option("-q", "--quiet", is_flag=True, help="no progress output")
+    @click.option("--debug", is_flag=True, help="log requests; tracebacks for internal errors")
+    @functools.wraps(fn)
+    def command(insecure: bool, plain_http: bool, ca_file: str | None, authfile: str | None,
+                creds: str | None, retries: int, as_json: bool, quiet: bool, debug: bool,
+                **kwargs: Any) -> None:
+        username = password = None
+        if creds:
+            username, _, password = creds.partition(":")
+            if not password:
+                password = getpass.getpass(f"Password for {username}: ")
+        options = ClientOptions(insecure, plain_http, ca_file, authfile, username, password,
+                                retries, as_json, quiet, debug)
+        if debug:
+            logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
+        _run(options, lambda client: fn(client, options, **kwargs))
+
+    return command
+
+
+def _make_client(options: ClientOptions) -> Client:
+    from .auth import Credentials
+    from .client import Client
+    from .session import TransportOptions
+
+    transport = TransportOptions(
+        insecure=options.insecure, plain_http=True if options.plain_http else None,
+        ca_file=options.ca_file, retries=options.retries,
+    )
+    default = Credentials(options.username, options.password or "") if options.username else None
+    auth_file = Path(options.authfile) if options.authfile else None
+    return Client(transport, auth_file=auth_file, default_credentials=default)
+
+
+def _run(options: ClientOptions, body: Callable[[Client], Awaitable[Any]]) -> None:
+    async def main_coroutine() -> Any:
+        client = _make_client(options)
+        try:
+            return await body(client)
+        finally:
+            await client.close()
+
+    try:
+        asyncio.run(main_coroutine())
+    except BerthError as exc:
+        click.echo(f"berth: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("berth: interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:
+        if options.debug:
+            raise
+        click.echo(f"berth: internal error: {type(exc).__name__}: {exc} "
+                   "(run with --debug for details)", err=True)
+        sys.exit(70)
+
+
+def _emit(options: ClientOptions, value: Any, text: str | None = None) -> None:
+    if options.as_json:
+        click.echo(json.dumps(value, indent=2))
+    elif text is not None:
+        click.echo(text)
+
+
+def _events(options: ClientOptions) -> Events:
+    from .events import Events
+    from .progress import BarEvents, PlainEvents
+
+    if options.quiet or options.as_json:
+        return Events()
+    return BarEvents() if sys.stderr.isatty() else PlainEvents()
+
+
+def _copy_options(all_platforms: bool, platform: str | None, os_version: str | None,
+                  include_foreign: bool, convert_foreign: bool, jobs: int) -> Any:
+    from .copy import CopyOptions, ForeignMode
+    from .platforms import PlatformMatcher
+
+    if include_foreign and convert_foreign:
+        raise UsageError("--include-foreign and --convert-foreign exclude each other")
+    if all_platforms and platform:
+        raise UsageError("--all and --platform exclude each other")
+    matcher = PlatformMatcher.parse(platform, os_version) if platform else None
+    foreign: ForeignMode = (
+        "include" if include_foreign else "convert" if convert_foreign else "keep"
+    )
+    return CopyOptions(foreign=foreign, platform=matcher, concurrency=jobs)
+
+
+def copy_flags(fn: Callable[P, T]) -> Callable[P, T]:
+    for decorator in reversed([
+        click.option("--all", "all_platforms", is_flag=True,
+                     help="every platform of an index (the default for copy and push)"),
+        click.option("--platform", metavar="OS/ARCH[/VARIANT]",
+                     help="only this platform of an index"),
+        click.option("--os-version", metavar="VERSION",
+                     help="host Windows version for --platform windows/… (e.g. 10.0.20348)"),
+        click.option("--include-foreign", is_flag=True,
+                     help="upload foreign layers unchanged (air-gapped registries)"),
+        click.option("--convert-foreign", is_flag=True,
+                     help="upload foreign layers as ordinary layers (no urls)"),
+        click.option("-j", "--jobs", default=4, show_default=True, type=click.IntRange(1, 64),
+                     help="blobs transferred in parallel"),
+    ]):
+        fn = decorator(fn)
+    return fn
+
+
+async def _do_copy(client: Client, options: ClientOptions, source: str, destination: str,
+                   **flags: Any) -> None:
+    copy_options = _copy_options(**flags)
+    events = _events(options)
+    from .progress import BarEvents
+
+    if isinstance(events, BarEvents):
+        with events:
+            result = await client.copy(source, destination, copy_options, events)
+    else:
+        result = await client.copy(source, destination, copy_options, events)
+    moved = sum(1 for a in result.blobs.values() if a in ("uploaded", "converted"))
+    _emit(options, dataclasses.asdict(result),
+          None if options.quiet else
+          f"{destination}: {result.digest} ({moved} of {len(result.blobs)} blobs transferred)")
+
+
+@main.command()
+@click.argument("source")
+@click.argument("destination")
+@copy_flags
+@client_command
+async def copy(client: Client, options: ClientOptions, source: str, destination: str,
+               **flags: Any) -> None:
+    """Copy an image between registries and OCI layouts, digests preserved.
+
+    SOURCE and DESTINATION: a registry reference (host/repo:tag, docker://…) or
+    oci:PATH[:TAG]."""
+    await _do_copy(client, options, source, destination, **flags)
+
+
+@main.command()
+@click.argument("source")
+@click.argument("destination")
+@copy_flags
+@client_command
+async def push(client: Client, options: ClientOptions, source: str, destination: str,
+               **flags: Any) -> None:
+    """Push a local image (oci:PATH[:TAG]) to a registry; foreign layers stay references."""
+    if not source.startswith("oci:"):
+        raise UsageError("push takes a local image: oci:PATH[:TAG]")
+    if destination.startswith("oci:"):
+        raise UsageError("push goes to a registry reference (host/repo:tag)")
+    await _do_copy(client, options, source, destination, **flags)
+
+
+@main.command()
+@click.argument("source")
+@click.argument("destination")
+@copy_flags
+@client_command
+async def pull(client: Client, options: ClientOptions, source: str, destination: str,
+               **flags: Any) -> None:
+    """Pull an image from a registry into a local OCI layout (oci:PATH[:TAG])."""
+    if source.startswith("oci:") or not destination.startswith("oci:"):
+        raise UsageError("pull goes from a registry reference to oci:PATH[:TAG]")
+    await _do_copy(client, options, source, destination, **flags)
+
+
+@main.command()
+@click.argument("reference")
+@click.option("--raw", is_flag=True, help="print the manifest bytes exactly as served")
+@client_command
+async def inspect(client: Client, options: ClientOptions, reference: str, raw: bool) -> None:
+    """Show an image: manifest, platforms, config, layers (foreign ones marked)."""
+    from .inspect import describe
+
+    fetched = await client.manifest(reference)
+    if raw:
+        sys.stdout.buffer.write(fetched.data)
+        return
+    info = await describe(client, reference, fetched)
+    _emit(options, info.as_json(), info.as_text())
+
+
+@main.command()
+@click.argument("repository")
+@client_command
+async def tags(client: Client, options: ClientOptions, repository: str) -> None:
+    """List a repository's tags."""
+    found = await client.tags(repository)
+    _emit(options, found, "\n".join(found))
+
+
+@main.command()
+@click.argument("registry")
+@client_command
+async def catalog(client: Client, options: ClientOptions, registry: str) -> None:
+    """List a registry's repositories."""
+    found = await client.catalog(registry)
+    _emit(options, found, "\n".join(found))
+
+
+@main.command()
+@click.argument("reference")
+@client_command
+async def rm(client: Client, options: ClientOptions, reference: str) -> None:
+    """Delete a tag (host/repo:tag) or a manifest (host/repo@digest)."""
+    removed = await client.delete(reference)
+    _emit(options, {"deleted": removed}, f"deleted {removed}")
+
+
+@main.command()
+@click.argument("registry")
+@click.option("-u", "--username", prompt=True)
+@click.option("-p", "--password", help="(prefer --password-stdin)")
+@click.option("--password-stdin", is_flag=True, help="read the password from standard input")
+@client_command
+async def login(client: Client, options: ClientOptions, registry: str, username: str,
+                password: str | None, password_stdin: bool) -> None:
+    """Check credentials against a registry and save them (docker config.json format)."""
+    from .auth import Credentials, store_credentials
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    if not password:
+        password = getpass.getpass("Password: ")
+    creds = Credentials(username, password)
+    client.credentials[registry] = creds
+    await client.check_login(registry)
+    where = store_credentials(registry, creds, client.auth_file)
+    _emit(options, {"registry": registry, "stored": where},
+          f"Login succeeded (credentials stored in {where})")
+
+
+@main.command()
+@click.argument("registry")
+@client_command
+async def logout(client: Client, options: ClientOptions, registry: str) -> None:
+    """Remove saved credentials for a registry."""
+    from .auth import erase_credentials
+
+    removed = erase_credentials(registry, client.auth_file)
+    if not removed:
+        raise BerthError(f"not logged in to {registry}")
+    _emit(options, {"registry": registry}, f"Removed credentials for {registry}")
 
 
 if __name__ == "__main__":

@@ -141,7 +141,7 @@ class RegistrySession:
         async with self._lock:
             if self._challenge_known:
                 return
-            response = await self._send("GET", f"{self.base_url}/v2/", {}, None, None)
+            response = await self._send_retrying("GET", f"{self.base_url}/v2/")
             async with response:
                 if response.status == 401:
                     self._challenge = self._pick(response)
@@ -232,6 +232,25 @@ class RegistrySession:
                 return await self._send(method, url.replace("https://", "http://", 1),
                                         headers, data, params)
             raise NetworkError(f"TLS error talking to {self.host}: {exc}") from None
+
+    async def _send_retrying(self, method: str, url: str) -> aiohttp.ClientResponse:
+        """A body-less request, retried on connection errors, 429 and 5xx."""
+        attempt = 0
+        while True:
+            try:
+                response = await self._send(method, url, {}, None, None)
+            except (TimeoutError, aiohttp.ClientConnectionError) as exc:
+                if attempt >= self.options.retries:
+                    raise NetworkError(f"cannot reach {self.host}: {exc or type(exc).__name__}"
+                                       ) from None
+                await self._backoff(attempt, None, f"{type(exc).__name__} {exc}")
+            else:
+                if response.status not in RETRY_STATUSES or attempt >= self.options.retries:
+                    return response
+                delay = _retry_after(response)
+                response.release()
+                await self._backoff(attempt, delay, f"HTTP {response.status}")
+            attempt += 1
 
     async def request(
         self, method: str, path: str, *, scopes: Sequence[str] = (),
