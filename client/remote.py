@@ -283,11 +283,12 @@ class RemoteRepository:
 
     async def _patch(self, location: str, data: bytes, offset: int) -> str:
         headers = {"Content-Type": "application/octet-stream",
-                   "Content-Range": f"{offset}-{offset + len(data) - 1}"}
+                   "Content-Range": f"{offset}-{offset + len(data) - 1}",
+                   "Content-Length": str(len(data))}
         try:
             response = await self.session.request(
-                "PATCH", location, scopes=self.push, headers=headers, data=data,
-                expect=(202, 204),
+                "PATCH", location, scopes=self.push, headers=headers, data=_once(data),
+                expect=(202, 204), retry=False,
             )
         except (NetworkError, RegistryError) as exc:
             if isinstance(exc, RegistryError) and exc.status not in (416, 500, 502, 503, 504):
@@ -297,13 +298,14 @@ class RemoteRepository:
         return _location(response, location)
 
     async def _finish(self, location: str, digest: Digest, data: bytes, offset: int | None) -> None:
-        headers = {"Content-Type": "application/octet-stream"}
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(len(data))}
         if offset is not None:
             headers["Content-Range"] = f"{offset}-{offset + len(data) - 1}"
         try:
             response = await self.session.request(
-                "PUT", location, scopes=self.push, headers=headers, data=data,
+                "PUT", location, scopes=self.push, headers=headers, data=_once(data),
                 params=_with_param(location, "digest", str(digest)), expect=(201, 204),
+                retry=False,
             )
         except NetworkError as exc:
             raise UploadInterrupted(str(exc)) from None
@@ -388,6 +390,14 @@ async def verified(desc: Descriptor, stream: AsyncIterator[bytes],
         yield chunk
     if size != desc.size or hasher.hexdigest() != desc.digest.hex:
         raise DigestMismatch(f"{desc.digest}: content does not match (got {size} bytes)")
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    """A body that cannot be replayed: after a broken connection the registry may hold part
+    of it, so the upload asks where it stands instead of letting HTTP resend it whole."""
+    view = memoryview(data)
+    for start in range(0, len(data), READ_CHUNK):
+        yield bytes(view[start : start + READ_CHUNK])
 
 
 def _check(desc: Descriptor, data: bytes) -> None:

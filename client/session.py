@@ -255,15 +255,16 @@ class RegistrySession:
     async def request(
         self, method: str, path: str, *, scopes: Sequence[str] = (),
         headers: Mapping[str, str] | None = None, data: Body = None, params: Any = None,
-        expect: Collection[int] = (200,), follow_redirects: bool = True,
+        expect: Collection[int] = (200,), follow_redirects: bool = True, retry: bool = True,
     ) -> aiohttp.ClientResponse:
         """Send a request to `path` (relative to the host, or an absolute URL the registry
         gave, e.g. an upload Location). Returns the response, unread, when its status is in
-        `expect`; otherwise raises `RegistryError` (or `AuthError` for 401/403)."""
+        `expect`; otherwise raises `RegistryError` (or `AuthError` for 401/403). With
+        `retry=False` a failure is reported at once (uploads resume on their own)."""
         await self._learn_challenge()
         url = path if path.startswith(("http://", "https://")) else urljoin(self.base_url, path)
         replayable = data is None or isinstance(data, bytes)
-        attempt = 0
+        attempt = 0 if retry else self.options.retries
         reauthenticated = False
         while True:
             request_headers = dict(headers or {})

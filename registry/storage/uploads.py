@@ -129,7 +129,6 @@ class UploadStore:
             )
 
         pending: asyncio.Future[None] | None = None
-        ok = False
         try:
             async for buf in _rechunk(body, WRITE_CHUNK):
                 if pending is not None:
@@ -137,15 +136,17 @@ class UploadStore:
                 pending = asyncio.ensure_future(consume(buf))
             if pending is not None:
                 await pending
-            ok = True
         finally:
             if pending is not None and not pending.done():
                 await asyncio.wait([pending])
-            # What arrived before a failure stays: the client resumes from the offset.
+            # What arrived before a failure stays: the client resumes from the offset. The
+            # hash stays usable when every buffer handed over was both written and hashed
+            # (a dropped connection); after a failed write it is rebuilt from storage.
+            consistent = pending is None or pending.exception() is None
             try:
                 await appender.commit()
             finally:
-                if ok:
+                if consistent:
                     self._remember(state.id, appender.size, algorithm, hasher)
                 else:
                     self._hashers.pop(state.id, None)
