@@ -20,12 +20,15 @@ from .storage import Registry, open_registry
 
 log = logging.getLogger("registry")
 
+# The spec forbids limiting how many `?tag=` a manifest push carries: allow long URLs.
+HANDLER_ARGS = {"max_line_size": 1 << 20, "max_field_size": 1 << 16}
+
 
 def build_app(
     config: Config, registry: Registry | None = None, middlewares: Sequence[Middleware] = ()
 ) -> web.Application:
     app = web.Application(
-        middlewares=[*middlewares, spec_errors], handler_args={"max_field_size": 65536}
+        middlewares=[*middlewares, spec_errors], handler_args=HANDLER_ARGS
     )
     app[CONFIG] = config
     app[REGISTRY] = registry or open_registry(config)
@@ -117,9 +120,15 @@ class InFlight:
             if self.count == 0:
                 self._idle.set()
 
-    async def drain(self) -> None:
+    async def drain(self, quiet: float = 0.5) -> None:
+        """Return once no request has been running for `quiet` seconds: a request whose
+        bytes arrived just before the signal gets to start, and finish."""
         self.draining = True
-        await self._idle.wait()
+        while True:
+            await self._idle.wait()
+            await asyncio.sleep(quiet)
+            if self.count == 0:
+                return
 
 
 async def _run(config: Config) -> None:

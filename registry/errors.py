@@ -1,7 +1,8 @@
 """The distribution-spec error codes as one exception family.
 
-The spec allows codes of its own beyond its table (upper-case and '_'): Berth adds
-NOT_FOUND (no such endpoint), RANGE_INVALID (blob Range) and UNAVAILABLE (storage down).
+Every 4xx body uses one of the spec's fourteen codes (v1.1: "The code field MUST be one of
+the following"); the message says what exactly went wrong. 5xx bodies are not bound by
+that list: Berth answers UNKNOWN (a bug) and UNAVAILABLE (storage down, retry later).
 
 Registry semantics raise these; the HTTP layer turns each into its status and the
 spec's JSON body `{"errors": [{"code", "message", "detail"}]}`.
@@ -86,7 +87,7 @@ class RangeInvalid(BlobUploadInvalid):
 
 
 class BlobRangeNotSatisfiable(RegistryError):
-    code, status, default_message = "RANGE_INVALID", 416, "requested range not satisfiable"
+    code, status, default_message = "SIZE_INVALID", 416, "requested range not satisfiable"
 
 
 class Unauthorized(RegistryError):
@@ -102,7 +103,7 @@ class Unsupported(RegistryError):
 
 
 class NotFound(RegistryError):
-    code, status, default_message = "NOT_FOUND", 404, "no such endpoint"
+    code, status, default_message = "UNSUPPORTED", 404, "no such endpoint"
 
 
 class TooManyRequests(RegistryError):

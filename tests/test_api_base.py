@@ -18,7 +18,7 @@ def test_version_check(berth: BerthServer) -> None:
 def test_unknown_endpoint_is_json_404(berth: BerthServer) -> None:
     r = requests.get(f"{berth.url}/v2/foo/nothing-here")
     assert r.status_code == 404
-    assert error_code(r) == "NOT_FOUND"
+    assert error_code(r) == "UNSUPPORTED"
     assert "Traceback" not in r.text
 
 
@@ -35,7 +35,7 @@ def test_invalid_names(berth: BerthServer) -> None:
         if r.status_code == 400:
             assert error_code(r) == "NAME_INVALID", name
         else:  # the URL itself was normalised away (e.g. '..'): still a spec error body
-            assert error_code(r) in ("NAME_UNKNOWN", "NOT_FOUND"), name
+            assert error_code(r) in ("NAME_UNKNOWN", "UNSUPPORTED"), name
 
 
 def test_name_at_length_limit(berth: BerthServer) -> None:

@@ -63,7 +63,7 @@ def test_range_not_satisfiable(berth: BerthServer, repo: str, blob: tuple[str, b
     r = requests.get(f"{berth.url}/v2/{repo}/blobs/{d}", headers={"Range": header})
     assert r.status_code == 416
     assert r.headers["Content-Range"] == "bytes */100000"
-    assert error_code(r) == "RANGE_INVALID"
+    assert error_code(r) == "SIZE_INVALID"
 
 
 def test_multiple_ranges_get_whole_blob(berth: BerthServer, repo: str,

@@ -30,6 +30,7 @@ class Manifest:
     subject: Descriptor | None = None
     artifact_type: str | None = None
     annotations: Mapping[str, str] = field(default_factory=dict)
+    declared: bool = True  # False: the bytes carry no `mediaType`; it came from elsewhere
 
     @property
     def is_index(self) -> bool:
@@ -117,6 +118,7 @@ def parse_manifest(data: bytes, content_type: str | None = None) -> Manifest:
             return Manifest(
                 media_type, data, manifests=_descriptors(doc, "manifests", required=True),
                 subject=subject, artifact_type=artifact_type, annotations=annotations,
+                declared=bool(declared),
             )
         if "manifests" in doc:
             raise ManifestError("an image manifest must not have 'manifests'")
@@ -128,7 +130,7 @@ def parse_manifest(data: bytes, content_type: str | None = None) -> Manifest:
         raise ManifestError(str(exc)) from None
     return Manifest(
         media_type, data, config=config, layers=layers, subject=subject,
-        artifact_type=artifact_type, annotations=annotations,
+        artifact_type=artifact_type, annotations=annotations, declared=bool(declared),
     )
 
 

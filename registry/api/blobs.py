@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from .. import errors
-from .blobsend import send_blob
+from .blobsend import etag_matches, send_blob
 from .common import config, digest_param, name_known, registry, repository
 
 
@@ -25,7 +25,7 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
                 **headers, "Content-Length": str(size), "Accept-Ranges": "bytes",
                 "Content-Type": "application/octet-stream",
             })
-        if request.headers.get("If-None-Match") == headers["ETag"]:
+        if etag_matches(request.headers.get("If-None-Match"), headers["ETag"]):
             await reg.blobs.stat(name, digest)
             return web.Response(status=304, headers=headers)
         content = await reg.blobs.open(name, digest, redirect=False)

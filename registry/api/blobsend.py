@@ -42,6 +42,14 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, end
 
 
+def etag_matches(header: str | None, etag: str) -> bool:
+    """Weak comparison (RFC 9110 If-None-Match): `W/` prefixes ignored, lists and `*`."""
+    if not header:
+        return False
+    candidates = [c.strip().removeprefix("W/") for c in header.split(",")]
+    return "*" in candidates or etag in candidates
+
+
 def _unsatisfiable(size: int) -> errors.RegistryError:
     return errors.BlobRangeNotSatisfiable(
         detail={"size": size}, headers={"Content-Range": f"bytes */{size}"}
@@ -114,8 +122,10 @@ async def send_blob(
         raise web.HTTPTemporaryRedirect(content.redirect, headers=headers)
     size = content.size
     headers = {**headers, "Accept-Ranges": "bytes", "Content-Type": "application/octet-stream"}
+    if_range = request.headers.get("If-Range")
+    ranged = size and (if_range is None or if_range.strip() == headers.get("ETag"))
     try:
-        selected = parse_range(request.headers.get("Range"), size) if size else None
+        selected = parse_range(request.headers.get("Range"), size) if ranged else None
     except errors.RegistryError:
         if content.file is not None:
             await asyncio.get_running_loop().run_in_executor(None, content.file.close)

@@ -23,7 +23,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class PaginationInvalid(errors.RegistryError):
-    code, status, default_message = "PAGINATION_NUMBER_INVALID", 400, "invalid number of results"
+    code, status = "UNSUPPORTED", 400
+    default_message = "n must be a non-negative integer number of results"
 
 
 def registry(request: web.Request) -> Registry:

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from .. import errors
 from ..storage.manifests import ManifestInfo
+from .blobsend import etag_matches
 from .common import config, name_known, registry, repository
 
 
@@ -32,7 +33,7 @@ async def get_manifest(request: web.Request) -> web.StreamResponse:
     except (errors.ManifestUnknown, errors.BlobUnknown) as exc:
         await name_known(request, name, exc)
     headers = _headers(info)
-    if request.headers.get("If-None-Match") == headers["ETag"]:
+    if etag_matches(request.headers.get("If-None-Match"), headers["ETag"]):
         return web.Response(status=304, headers=headers)
     return web.Response(body=data, headers=headers)
 
@@ -54,9 +55,9 @@ async def put_manifest(request: web.Request) -> web.StreamResponse:
     name = repository(request)
     reference = request.match_info["reference"]
     data = await _read_limited(request, config(request).berth.manifest_max_bytes)
+    extra_tags = request.query.getall("tag", [])
     info = await registry(request).manifests.put(
-        name, reference, data, request.headers.get("Content-Type"),
-        extra_tags=request.query.getall("tag", []),
+        name, reference, data, request.headers.get("Content-Type"), extra_tags=extra_tags,
     )
     headers = {
         "Location": f"/v2/{name}/manifests/{info.digest}",
@@ -64,6 +65,10 @@ async def put_manifest(request: web.Request) -> web.StreamResponse:
     }
     if info.subject is not None:
         headers["OCI-Subject"] = str(info.subject)
+    if ":" in reference and extra_tags:
+        # Each tag pushed with ?tag=, as one list-valued header (RFC 9110 5.3: the same as
+        # one header per tag, without running into clients' header-count limits).
+        headers["OCI-Tag"] = ", ".join(dict.fromkeys(extra_tags))
     return web.Response(status=201, headers=headers)
 
 

@@ -36,10 +36,9 @@ def _from_http(exc: HTTPException) -> errors.RegistryError:
         )
     if exc.status == 413:
         return errors.SizeInvalid("request entity too large")
-    generic = errors.RegistryError(exc.reason)
-    generic.status = exc.status  # type: ignore[misc]
-    generic.code = exc.reason.upper().replace(" ", "_")  # type: ignore[misc]
-    return generic
+    other = errors.Unsupported(exc.reason) if exc.status < 500 else errors.RegistryError(exc.reason)
+    other.status = exc.status  # type: ignore[misc]
+    return other
 
 
 @web.middleware

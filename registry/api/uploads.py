@@ -30,11 +30,12 @@ def _blob_created(name: str, digest: str) -> web.Response:
     })
 
 
-def _chunk_start(request: web.Request) -> int | None:
-    """The start offset a Content-Range claims; its length must agree with Content-Length."""
+def _chunk_range(request: web.Request) -> tuple[int | None, int | None]:
+    """(start, length) a Content-Range claims; the length must agree with Content-Length
+    (and, checked as it streams, with the body itself)."""
     header = request.headers.get("Content-Range")
     if header is None:
-        return None
+        return None, None
     match = _CONTENT_RANGE.match(header.strip())
     if match is None:
         raise errors.BlobUploadInvalid(
@@ -49,7 +50,7 @@ def _chunk_start(request: web.Request) -> int | None:
             "Content-Range and Content-Length disagree",
             detail={"Content-Range": header, "Content-Length": length},
         )
-    return start
+    return start, end - start + 1
 
 
 async def start_upload(request: web.Request) -> web.StreamResponse:
@@ -60,9 +61,11 @@ async def start_upload(request: web.Request) -> web.StreamResponse:
     if mount is not None:
         digest = digest_param(mount, "mount")
         source = query.get("from")
-        if source is not None and not is_valid_name(source):
-            raise errors.NameInvalid(detail={"from": source})
-        if await reg.blobs.mount(name, digest, source) is not None:
+        # A `from` that names no possible repository cannot be mounted from: 202, as the
+        # spec asks of any mount the registry cannot do.
+        if (source is None or is_valid_name(source)) and await reg.blobs.mount(
+            name, digest, source
+        ) is not None:
             return _blob_created(name, str(digest))
         # Not mountable: fall back to an ordinary session, as the spec requires.
     elif "digest" in query:
@@ -82,9 +85,9 @@ async def upload_status(request: web.Request) -> web.StreamResponse:
 
 async def patch_upload(request: web.Request) -> web.StreamResponse:
     name = repository(request)
-    start = _chunk_start(request)
+    start, length = _chunk_range(request)
     state = await registry(request).uploads.append(
-        name, request.match_info["uuid"], body_stream(request), start
+        name, request.match_info["uuid"], body_stream(request), start, length
     )
     return web.Response(status=202, headers=_session_headers(request, state))
 
@@ -92,10 +95,10 @@ async def patch_upload(request: web.Request) -> web.StreamResponse:
 async def finish_upload(request: web.Request) -> web.StreamResponse:
     name = repository(request)
     digest = digest_param(request.query.get("digest"))
-    start = _chunk_start(request)
-    body = body_stream(request) if has_body(request) else None
+    start, length = _chunk_range(request)
+    body = body_stream(request) if has_body(request) or length else None
     await registry(request).uploads.commit(
-        name, request.match_info["uuid"], digest, body, start
+        name, request.match_info["uuid"], digest, body, start, length
     )
     return _blob_created(name, str(digest))
 

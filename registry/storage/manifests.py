@@ -124,13 +124,13 @@ class ManifestStore:
         cached = self._info.get(digest)
         if cached is not None:
             return cached
-        return (await self._load(digest))[0]
+        return (await self._load(name, digest))[0]
 
     async def get(self, name: str, reference: str) -> tuple[ManifestInfo, bytes]:
         digest = await self.resolve(name, reference)
-        return await self._load(digest)
+        return await self._load(name, digest)
 
-    async def _load(self, digest: Digest) -> tuple[ManifestInfo, bytes]:
+    async def _load(self, name: str, digest: Digest) -> tuple[ManifestInfo, bytes]:
         try:
             data = await self.blobs.read(digest)
         except PathNotFoundError:
@@ -138,12 +138,23 @@ class ManifestStore:
         info = self._info.get(digest)
         if info is None:
             try:
-                info = ManifestInfo.of(parse_manifest(data), digest)
+                manifest = parse_manifest(data)
+                if not manifest.declared:
+                    pushed = await self._pushed_type(name, digest)
+                    if pushed is not None:
+                        manifest = parse_manifest(data, pushed)
+                info = ManifestInfo.of(manifest, digest)
             except ManifestError:
                 # Stored by something else (e.g. a schema 1 manifest): serve it as JSON.
                 info = ManifestInfo(digest, "application/json", len(data))
             self._cache(info)
         return info, data
+
+    async def _pushed_type(self, name: str, digest: Digest) -> str | None:
+        try:
+            return (await self.driver.get(paths.revision_media_type(name, digest))).decode()
+        except (PathNotFoundError, UnicodeDecodeError):
+            return None
 
     def _cache(self, info: ManifestInfo) -> None:
         self._info[info.digest] = info
@@ -177,6 +188,9 @@ class ManifestStore:
         if self.validate:
             await self._check_references(name, manifest)
         await self.blobs.put(data, digest)
+        if not manifest.declared:
+            path = paths.revision_media_type(name, digest)
+            await self.driver.put(path, manifest.media_type.encode())
         await write_link(self.driver, paths.revision_link(name, digest), digest)
         if manifest.subject is not None:
             await write_link(
@@ -240,7 +254,7 @@ class ManifestStore:
             return
         if not await self.exists(name, ref):
             raise errors.ManifestUnknown(detail={"digest": reference})
-        info, _ = await self._load(ref)
+        info, _ = await self._load(name, ref)
         for tag in await self.tags.pointing_at(name, ref):
             await self.driver.delete(paths.tag(name, tag))
         await self.remove_revision(name, ref, info.subject)
@@ -265,7 +279,7 @@ class ManifestStore:
             if cached is not None:
                 return cached
             try:
-                return (await self._load(digest))[0]
+                return (await self._load(name, digest))[0]
             except errors.ManifestUnknown:
                 return None
 

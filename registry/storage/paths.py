@@ -6,6 +6,8 @@ filesystem or bucket that registry wrote can be served by Berth as it is:
     blobs/<alg>/<hex[:2]>/<hex>/data                          content, shared by all repositories
     repositories/<name>/_layers/<alg>/<hex>/link                blob readable in <name>
     repositories/<name>/_manifests/revisions/<alg>/<hex>/link   manifest stored in <name>
+                                 .../<alg>/<hex>/mediatype  pushed Content-Type (Berth; only
+                                                            for manifests without mediaType)
     repositories/<name>/_manifests/tags/<tag>/current/link      tag -> manifest digest
     repositories/<name>/_uploads/<id>/{data,startedat}           upload session
     repositories/<name>/_referrers/<alg>/<hex>/<alg>/<hex>/link  subject -> referrer (Berth)
@@ -46,6 +48,11 @@ def layers(name: str) -> str:
 
 def revision_link(name: str, digest: Digest) -> str:
     return f"{revisions(name)}/{digest.algorithm}/{digest.hex}/link"
+
+
+def revision_media_type(name: str, digest: Digest) -> str:
+    """The Content-Type a manifest was pushed with, kept only when its bytes lack one."""
+    return f"{revisions(name)}/{digest.algorithm}/{digest.hex}/mediatype"
 
 
 def revisions(name: str) -> str:

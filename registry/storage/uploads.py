@@ -29,7 +29,7 @@ from .drivers.base import PathNotFoundError, StorageDriver
 
 log = logging.getLogger(__name__)
 
-_ID = re.compile(r"^[0-9a-f]{32}$")
+_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 WRITE_CHUNK = 1024 * 1024
 _HASHER_CACHE = 4096
 
@@ -82,7 +82,7 @@ class UploadStore:
         return lock
 
     async def start(self, name: str, algorithm: str = CANONICAL) -> UploadState:
-        upload_id = uuid.uuid4().hex
+        upload_id = str(uuid.uuid4())
         started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         await self.driver.put(paths.upload_started(name, upload_id), started.encode())
         await self.driver.put(paths.upload_data(name, upload_id), b"")
@@ -99,16 +99,19 @@ class UploadStore:
         return UploadState(name, upload_id, info.size)
 
     async def append(
-        self, name: str, upload_id: str, body: AsyncIterator[bytes], start: int | None = None
+        self, name: str, upload_id: str, body: AsyncIterator[bytes], start: int | None = None,
+        length: int | None = None,
     ) -> UploadState:
         """Append a chunk. `start` (from Content-Range) must equal the current offset,
-        else 416 with the current Range; the session stays as it was."""
+        else 416 with the current Range; a body of other than `length` bytes is refused.
+        Either way the session stays as it was."""
         async with self._lock(upload_id):
             state = await self.status(name, upload_id)
-            return await self._append(state, body, start)
+            return await self._append(state, body, start, length)
 
     async def _append(
-        self, state: UploadState, body: AsyncIterator[bytes], start: int | None
+        self, state: UploadState, body: AsyncIterator[bytes], start: int | None,
+        length: int | None = None,
     ) -> UploadState:
         if start is not None and start != state.offset:
             raise errors.RangeInvalid(
@@ -150,11 +153,27 @@ class UploadStore:
                     self._remember(state.id, appender.size, algorithm, hasher)
                 else:
                     self._hashers.pop(state.id, None)
+        received = appender.size - state.offset
+        if length is not None and received != length:
+            await self._truncate(state)
+            raise errors.BlobUploadInvalid(
+                "the chunk does not match its Content-Range",
+                detail={"expected": length, "received": received},
+            )
         return UploadState(state.name, state.id, appender.size)
+
+    async def _truncate(self, state: UploadState) -> None:
+        """Cut the session back to `state.offset` (a refused chunk)."""
+        appender = await self.driver.appender(
+            paths.upload_data(state.name, state.id), resume_at=state.offset
+        )
+        await appender.commit()
+        self._hashers.pop(state.id, None)
 
     async def commit(
         self, name: str, upload_id: str, digest: Digest,
         body: AsyncIterator[bytes] | None = None, start: int | None = None,
+        length: int | None = None,
     ) -> int:
         """Verify the digest, then make the blob visible in `name`. Returns its size.
 
@@ -162,7 +181,7 @@ class UploadStore:
         async with self._lock(upload_id):
             state = await self.status(name, upload_id)
             if body is not None:
-                state = await self._append(state, body, start)
+                state = await self._append(state, body, start, length)
             _, hasher = await self._hasher(state, digest.algorithm)
             actual = Digest.from_hasher(digest.algorithm, hasher)
             if actual != digest:
