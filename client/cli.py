@@ -13,6 +13,7 @@ import functools
 import getpass
 import json
 import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -251,7 +252,8 @@ def copy_flags(fn: Callable[P, T]) -> Callable[P, T]:
         click.option("--platform", metavar="OS/ARCH[/VARIANT]",
                      help="only this platform of an index"),
         click.option("--os-version", metavar="VERSION",
-                     help="host Windows version for --platform windows/… (e.g. 10.0.20348)"),
+                     help="Windows version (e.g. 10.0.20348): selects from indexes as a host "
+                          "of that version would, and is the os.version of built images"),
         click.option("--include-foreign", is_flag=True,
                      help="upload foreign layers unchanged (air-gapped registries)"),
         click.option("--convert-foreign", is_flag=True,
@@ -294,19 +296,146 @@ async def copy(client: Client, options: ClientOptions, source: str, destination:
     await _do_copy(client, options, source, destination, **flags)
 
 
+def image_flags(fn: Callable[P, T]) -> Callable[P, T]:
+    for decorator in reversed([
+        click.option("--base", metavar="REF", help="build on this image (layers are reused)"),
+        click.option("--compress", type=click.Choice(["gzip", "zstd", "none"]),
+                     default="gzip", show_default=True, help="layer compression"),
+        click.option("--level", type=int, help="compression level"),
+        click.option("--os", "os_name", type=click.Choice(["linux", "windows"]),
+                     help="image OS and layer format (default: the base's, else linux)"),
+        click.option("--arch", help="architecture (default: the base's, else amd64)"),
+        click.option("--os-feature", "os_features", multiple=True, help="e.g. win32k"),
+        click.option("--format", "image_format", type=click.Choice(["oci", "docker"]),
+                     help="manifest format (default: the base's, else oci)"),
+        click.option("--env", multiple=True, metavar="KEY=VALUE"),
+        click.option("--label", multiple=True, metavar="KEY=VALUE"),
+        click.option("--entrypoint", help='JSON array or a command line'),
+        click.option("--cmd", help="JSON array or a command line"),
+        click.option("--workdir"),
+        click.option("--user"),
+        click.option("--delete", multiple=True, metavar="PATH",
+                     help="delete PATH from the base's layers (a whiteout)"),
+        click.option("--security-descriptor", metavar="BASE64",
+                     help="Windows: security descriptor for every file"),
+    ]):
+        fn = decorator(fn)
+    return fn
+
+
+def _argv(value: str | None) -> tuple[str, ...] | None:
+    import shlex
+
+    if value is None:
+        return None
+    if value.lstrip().startswith("["):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            raise UsageError(f"not a JSON array: {value}") from None
+        if not isinstance(parsed, list) or not all(isinstance(v, str) for v in parsed):
+            raise UsageError(f"not a JSON array of strings: {value}")
+        return tuple(parsed)
+    return tuple(shlex.split(value))
+
+
+def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
+    out = {}
+    for value in values:
+        key, sep, val = value.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--{what} takes KEY=VALUE, not {value!r}")
+        out[key] = val
+    return out
+
+
+async def _do_build(client: Client, options: ClientOptions, directories: tuple[str, ...],
+                    destination: str, base: str | None, compress: str, level: int | None,
+                    os_name: str | None, arch: str | None, os_features: tuple[str, ...],
+                    image_format: str | None, env: tuple[str, ...],
+                    label: tuple[str, ...], entrypoint: str | None, cmd: str | None,
+                    workdir: str | None, user: str | None, delete: tuple[str, ...],
+                    security_descriptor: str | None, **flags: Any) -> None:
+    from .build import ImageSpec
+    from .pack import PackOptions
+    from .windows import DEFAULT_SECURITY_DESCRIPTOR, check_security_descriptor
+
+    for directory in directories:
+        if not await asyncio.to_thread(os.path.isdir, directory):
+            raise UsageError(f"{directory} is not a directory")
+    _pairs(env, "env")
+    pack = PackOptions.from_environment(
+        compression=compress, os=os_name or "linux", level=level, deletions=delete,
+        security_descriptor=check_security_descriptor(security_descriptor)
+        if security_descriptor else DEFAULT_SECURITY_DESCRIPTOR,
+    )
+    spec = ImageSpec(
+        os=os_name, architecture=arch, os_version=flags.get("os_version"),
+        os_features=os_features,
+        env=env, labels=_pairs(label, "label"), entrypoint=_argv(entrypoint), cmd=_argv(cmd),
+        workdir=workdir, user=user, format=image_format,  # type: ignore[arg-type]
+        source_date_epoch=pack.source_date_epoch,
+    )
+    copy_options = _copy_options(**flags)
+    events = _events(options)
+    from .progress import BarEvents
+
+    run = client.build(list(map(Path, directories)), destination, pack, spec, base,
+                       copy_options, events)
+    if isinstance(events, BarEvents):
+        with events:
+            result = await run
+    else:
+        result = await run
+    moved = sum(1 for a in result.blobs.values() if a in ("uploaded", "converted"))
+    _emit(options, dataclasses.asdict(result),
+          None if options.quiet else
+          f"{destination}: {result.digest} ({moved} of {len(result.blobs)} blobs transferred)")
+
+
+@main.command()
+@click.argument("directories", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option("-o", "--output", required=True, metavar="DEST",
+              help="oci:PATH[:TAG] for a local layout, or a registry reference to push to")
+@image_flags
+@copy_flags
+@client_command
+async def pack(client: Client, options: ClientOptions, directories: tuple[str, ...],
+               output: str, **flags: Any) -> None:
+    """Pack directories into layers (one each) and build an image from them.
+
+    Deterministic: sorted entries, owners 0/0, timestamps clamped to SOURCE_DATE_EPOCH.
+    --os windows writes Windows layers (Files/, Hives/, Win32 attributes)."""
+    await _do_build(client, options, directories, output, **flags)
+
+
 @main.command()
 @click.argument("source")
 @click.argument("destination")
+@image_flags
 @copy_flags
 @client_command
 async def push(client: Client, options: ClientOptions, source: str, destination: str,
                **flags: Any) -> None:
-    """Push a local image (oci:PATH[:TAG]) to a registry; foreign layers stay references."""
-    if not source.startswith("oci:"):
-        raise UsageError("push takes a local image: oci:PATH[:TAG]")
+    """Push a local image to a registry: an OCI layout (oci:PATH[:TAG]) as it is, or a
+    directory packed into a layer (on --base, if given). Foreign layers stay references."""
     if destination.startswith("oci:"):
         raise UsageError("push goes to a registry reference (host/repo:tag)")
-    await _do_copy(client, options, source, destination, **flags)
+    if source.startswith("oci:"):
+        image_options = {k for k, v in flags.items() if k not in _COPY_FLAGS and v}
+        image_options -= {"compress"}
+        if image_options:
+            raise UsageError("image options (--base, --env, …) apply to a directory, not oci:")
+        await _do_copy(client, options, source, destination,
+                       **{k: v for k, v in flags.items() if k in _COPY_FLAGS})
+        return
+    if not await asyncio.to_thread(os.path.isdir, source):
+        raise UsageError(f"{source} is neither oci:PATH[:TAG] nor a directory")
+    await _do_build(client, options, (source,), destination, **flags)
+
+
+_COPY_FLAGS = {"all_platforms", "platform", "os_version", "include_foreign",
+               "convert_foreign", "jobs"}
 
 
 @main.command()

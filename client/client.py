@@ -19,8 +19,10 @@ from .session import RegistrySession, TransportOptions
 from .transports import parse_reference
 
 if TYPE_CHECKING:
+    from .build import ImageSpec
     from .copy import CopyOptions, CopyResult
     from .events import Events
+    from .pack import PackOptions
 
 
 class Client:
@@ -93,6 +95,48 @@ class Client:
         """Authenticate against a registry once; raises AuthError when refused."""
         response = await self.session(host).request("GET", "/v2/", scopes=[], expect=(200,))
         response.release()
+
+    async def build(
+        self, directories: list[Path], destination: str, pack: PackOptions | None = None,
+        spec: ImageSpec | None = None, base: str | None = None,
+        options: CopyOptions | None = None, events: Events | None = None,
+    ) -> CopyResult:
+        """Pack directories into layers, build an image (on `base`, if given) and copy it
+        to `destination` (a registry reference or oci:PATH[:TAG])."""
+        import asyncio
+        import dataclasses
+        import tempfile
+
+        from .build import BuiltImage, ImageSpec, resolve_base
+        from .copy import copy_image
+        from .pack import PackOptions, pack_directory
+        from .transports import open_destination, open_source
+
+        pack = pack or PackOptions.from_environment()
+        spec = spec or ImageSpec(source_date_epoch=pack.source_date_epoch)
+        base_image = None
+        if base is not None:
+            base_image = await resolve_base(await open_source(self, base), spec.platform())
+            if base_image.config.get("os") == "windows" and pack.os != "windows":
+                pack = dataclasses.replace(pack, os="windows")
+        elif spec.os == "windows" and pack.os != "windows":
+            pack = dataclasses.replace(pack, os="windows")
+        with tempfile.TemporaryDirectory(prefix="berth-pack-") as scratch:
+            layers = []
+            for number, directory in enumerate(directories):
+                layer = await asyncio.to_thread(
+                    pack_directory, Path(directory), Path(scratch) / f"layer-{number}", pack
+                )
+                layers.append(dataclasses.replace(layer, history=f"berth pack {directory}"))
+            image = BuiltImage.build(spec, layers, base_image)
+            try:
+                dst = await open_destination(self, destination)
+                try:
+                    return await copy_image(image, dst, options, events)
+                finally:
+                    await dst.close()
+            finally:
+                await image.close()
 
     async def copy(
         self, source: str, destination: str, options: CopyOptions | None = None,

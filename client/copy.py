@@ -129,10 +129,9 @@ class _Copier:
             if await self.dst.has_blob(desc):
                 self.events.blob_done(desc, "exists")
                 return "exists"
-            src_repo, dst_repo = self.src.registry_repository, self.dst.registry_repository
-            same_registry = bool(src_repo and dst_repo and src_repo[0] == dst_repo[0])
-            if same_registry and src_repo != dst_repo and src_repo is not None and (
-                await self.dst.mount(desc, src_repo[1])
+            origin, target = self.src.origin(desc), self.dst.registry_repository
+            if origin and target and origin[0] == target[0] and origin != target and (
+                await self.dst.mount(desc, origin[1])
             ):
                 self.events.blob_done(desc, "mounted")
                 return "mounted"

@@ -19,8 +19,9 @@ from .remote import BlobOpener, FetchedManifest, Progress
 class ImageSource(abc.ABC):
     """Somewhere to read an image from."""
 
-    #: the registry repository it is, when it is one (enables cross-repository mounts)
-    registry_repository: tuple[str, str] | None = None
+    def origin(self, desc: Descriptor) -> tuple[str, str] | None:
+        """The (registry host, repository) a blob can be mounted from, when it has one."""
+        return None
 
     @abc.abstractmethod
     async def root(self) -> FetchedManifest:

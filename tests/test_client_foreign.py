@@ -5,9 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -27,51 +25,14 @@ from .helpers import (
 )
 from .layouts import Layout
 from .servers import BerthServer
+from .urlserver import UrlServer
 
 BASE_LAYER = gzip.compress(os.urandom(200_000), mtime=0)  # stands in for servercore
 
 
-class UrlServer:
-    """The `urls` host of a foreign layer: serves it (after a redirect) and records headers."""
-
-    def __init__(self, blob: bytes) -> None:
-        outer = self
-        self.requests: list[dict[str, str]] = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                outer.requests.append(dict(self.headers))
-                if self.path == "/fwlink/base":
-                    self.send_response(302)
-                    self.send_header("Location", "/blobs/base.tar.gz")
-                    self.end_headers()
-                elif self.path == "/blobs/base.tar.gz":
-                    self.send_response(200)
-                    self.send_header("Content-Length", str(len(blob)))
-                    self.end_headers()
-                    self.wfile.write(blob)
-                else:
-                    self.send_error(404)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def url_server() -> Iterator[UrlServer]:
-    server = UrlServer(BASE_LAYER)
+    server = UrlServer({"base.tar.gz": BASE_LAYER})
     yield server
     server.stop()
 
@@ -98,7 +59,7 @@ def windows_layout(root: Path, urls: list[str]) -> tuple[Layout, bytes]:
 async def test_keep_include_convert_and_airgapped_pull(
     berth: BerthServer, repo: str, url_server: UrlServer, tmp_path: Path
 ) -> None:
-    urls = [f"{url_server.url}/missing", f"{url_server.url}/fwlink/base"]
+    urls = [f"{url_server.url}/missing", f"{url_server.url}/fwlink/base.tar.gz"]
     layout, manifest = windows_layout(tmp_path / "win", urls)
     src = f"oci:{layout.root}:ltsc2022"
     async with Client() as client:
@@ -145,7 +106,7 @@ async def test_keep_include_convert_and_airgapped_pull(
 
 async def test_foreign_content_is_verified(berth: BerthServer, repo: str,
                                            url_server: UrlServer, tmp_path: Path) -> None:
-    layout, _ = windows_layout(tmp_path / "win", [f"{url_server.url}/fwlink/base"])
+    layout, _ = windows_layout(tmp_path / "win", [f"{url_server.url}/fwlink/base.tar.gz"])
     index = layout.index()
     doc = json.loads(layout.blob(index["manifests"][0]["digest"]))
     doc["layers"][0]["digest"] = digest(b"something else")  # the url serves other bytes

@@ -19,7 +19,9 @@ class RegistrySource(ImageSource):
     def __init__(self, client: Client, reference: Reference) -> None:
         self.reference = reference
         self.repo = client.repository(reference)
-        self.registry_repository = (reference.api_host, reference.repository)
+
+    def origin(self, desc: Descriptor) -> tuple[str, str] | None:
+        return (self.reference.api_host, self.reference.repository)
 
     async def root(self) -> FetchedManifest:
         return await self.repo.get_manifest(self.reference.identifier)
