@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from registry.storage.gc import GCReport
 
     from .client import Client
+    from .copy import CopyResult
     from .events import Events
 
 P = ParamSpec("P")
@@ -265,21 +266,28 @@ def copy_flags(fn: Callable[P, T]) -> Callable[P, T]:
     return fn
 
 
-async def _do_copy(client: Client, options: ClientOptions, source: str, destination: str,
-                   **flags: Any) -> None:
-    copy_options = _copy_options(**flags)
-    events = _events(options)
+async def _transfer(options: ClientOptions, destination: str,
+                    run: Callable[[Events], Awaitable[CopyResult]]) -> None:
+    """Run a copy or build with the right progress display, then report its result."""
     from .progress import BarEvents
 
+    events = _events(options)
     if isinstance(events, BarEvents):
         with events:
-            result = await client.copy(source, destination, copy_options, events)
+            result = await run(events)
     else:
-        result = await client.copy(source, destination, copy_options, events)
+        result = await run(events)
     moved = sum(1 for a in result.blobs.values() if a in ("uploaded", "converted"))
     _emit(options, dataclasses.asdict(result),
           None if options.quiet else
           f"{destination}: {result.digest} ({moved} of {len(result.blobs)} blobs transferred)")
+
+
+async def _do_copy(client: Client, options: ClientOptions, source: str, destination: str,
+                   **flags: Any) -> None:
+    copy_options = _copy_options(**flags)
+    await _transfer(options, destination,
+                    lambda events: client.copy(source, destination, copy_options, events))
 
 
 @main.command()
@@ -377,20 +385,9 @@ async def _do_build(client: Client, options: ClientOptions, directories: tuple[s
         source_date_epoch=pack.source_date_epoch,
     )
     copy_options = _copy_options(**flags)
-    events = _events(options)
-    from .progress import BarEvents
-
-    run = client.build(list(map(Path, directories)), destination, pack, spec, base,
-                       copy_options, events)
-    if isinstance(events, BarEvents):
-        with events:
-            result = await run
-    else:
-        result = await run
-    moved = sum(1 for a in result.blobs.values() if a in ("uploaded", "converted"))
-    _emit(options, dataclasses.asdict(result),
-          None if options.quiet else
-          f"{destination}: {result.digest} ({moved} of {len(result.blobs)} blobs transferred)")
+    paths = [Path(d) for d in directories]
+    await _transfer(options, destination, lambda events: client.build(
+        paths, destination, pack, spec, base, copy_options, events))
 
 
 @main.command()

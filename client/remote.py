@@ -69,17 +69,20 @@ class RemoteRepository:
 
     # -- manifests ----------------------------------------------------------------
 
-    async def get_manifest(self, reference: str) -> FetchedManifest:
-        """Fetch a manifest by tag or digest, verifying its digest."""
+    async def _manifest_request(self, method: str, reference: str) -> aiohttp.ClientResponse:
         try:
-            response = await self.session.request(
-                "GET", f"/v2/{self.name}/manifests/{reference}", scopes=self.pull,
+            return await self.session.request(
+                method, f"/v2/{self.name}/manifests/{reference}", scopes=self.pull,
                 headers={"Accept": MANIFEST_ACCEPT},
             )
         except RegistryError as exc:
             if exc.status == 404:
                 raise NotFoundError(f"{self}:{reference}: manifest not found") from None
             raise
+
+    async def get_manifest(self, reference: str) -> FetchedManifest:
+        """Fetch a manifest by tag or digest, verifying its digest."""
+        response = await self._manifest_request("GET", reference)
         async with response:
             data = await response.read()
             content_type = mt.base_type(response.headers.get("Content-Type"))
@@ -95,15 +98,7 @@ class RemoteRepository:
 
     async def resolve(self, reference: str) -> Descriptor:
         """A manifest's descriptor by HEAD (falls back to GET when the registry sends no digest)."""
-        try:
-            response = await self.session.request(
-                "HEAD", f"/v2/{self.name}/manifests/{reference}", scopes=self.pull,
-                headers={"Accept": MANIFEST_ACCEPT},
-            )
-        except RegistryError as exc:
-            if exc.status == 404:
-                raise NotFoundError(f"{self}:{reference}: manifest not found") from None
-            raise
+        response = await self._manifest_request("HEAD", reference)
         async with response:
             header = _parse_digest(response.headers.get("Docker-Content-Digest"))
             media_type = mt.base_type(response.headers.get("Content-Type"))

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from .servers import BerthServer
+from .servers import BerthServer, DistributionServer
 
 _names = itertools.count()
 MakeBerth = Callable[..., BerthServer]
@@ -43,3 +43,13 @@ def repo(request: pytest.FixtureRequest) -> str:
     """A repository name unique to the test, so tests can share one server."""
     base = request.node.name.lower().split("[")[0].replace("_", "-").strip("-")
     return f"t/{base}-{next(_names)}"
+
+
+@pytest.fixture
+def distribution(tmp_path: Path) -> Iterator[DistributionServer]:
+    """Debian's docker-registry (the CNCF distribution registry) on loopback."""
+    if DistributionServer.binary is None:
+        pytest.skip("docker-registry is not installed (CI installs it)")
+    server = DistributionServer(tmp_path).start()
+    yield server
+    server.stop()

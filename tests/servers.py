@@ -39,16 +39,14 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: floa
     raise RuntimeError(f"server not ready after {timeout}s:\n{log.read_text()}")
 
 
-class BerthServer:
-    """`berth serve` in a child process, configured by a YAML file the test writes."""
+class ServerProcess:
+    """A server child process on a free loopback port, stopped by PID."""
 
-    def __init__(self, workdir: Path, config: dict[str, Any] | None = None) -> None:
+    def __init__(self, workdir: Path, log_name: str) -> None:
         self.workdir = workdir
-        self.root = workdir / "data"
         self.port = free_port()
-        self.config = config or {}
         self.proc: subprocess.Popen[bytes] | None = None
-        self.log = workdir / "berth.log"
+        self.log = workdir / log_name
 
     @property
     def url(self) -> str:
@@ -58,23 +56,11 @@ class BerthServer:
     def host(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self) -> BerthServer:
-        config_file = self.workdir / "config.yml"
-        config = {
-            "http": {"addr": self.host},
-            "storage": {"filesystem": {"rootdirectory": str(self.root)}},
-            "log": {"level": "info"},
-        }
-        _merge(config, self.config)
-        config_file.write_text(yaml.safe_dump(config))
-        env = {k: v for k, v in os.environ.items() if not k.startswith("BERTH_")}
+    def _spawn(self, argv: list[str], env: dict[str, str] | None = None) -> None:
         with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "client.cli", "serve", "--config", str(config_file)],
-                cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env,
-            )
+            self.proc = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                         env=env)
         wait_ready(f"{self.url}/v2/", self.proc, self.log)
-        return self
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         if self.proc is None:
@@ -90,29 +76,42 @@ class BerthServer:
         self.proc = None
         return code
 
+
+class BerthServer(ServerProcess):
+    """`berth serve` in a child process, configured by a YAML file the test writes."""
+
+    def __init__(self, workdir: Path, config: dict[str, Any] | None = None) -> None:
+        super().__init__(workdir, "berth.log")
+        self.root = workdir / "data"
+        self.config = config or {}
+
+    def start(self) -> BerthServer:
+        config_file = self.workdir / "config.yml"
+        config = {
+            "http": {"addr": self.host},
+            "storage": {"filesystem": {"rootdirectory": str(self.root)}},
+            "log": {"level": "info"},
+        }
+        _merge(config, self.config)
+        config_file.write_text(yaml.safe_dump(config))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BERTH_")}
+        self._spawn(
+            [sys.executable, "-m", "client.cli", "serve", "--config", str(config_file)], env
+        )
+        return self
+
     def restart(self) -> None:
         self.stop()
         self.start()
 
 
-class DistributionServer:
+class DistributionServer(ServerProcess):
     """Debian's `docker-registry` (the CNCF distribution build) with filesystem storage."""
 
     binary = shutil.which("docker-registry")
 
     def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log = workdir / "distribution.log"
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        super().__init__(workdir, "distribution.log")
 
     def start(self) -> DistributionServer:
         assert self.binary, "docker-registry is not installed"
@@ -127,22 +126,8 @@ class DistributionServer:
         }
         config_file = self.workdir / "distribution.yml"
         config_file.write_text(yaml.safe_dump(config))
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(
-                [self.binary, "serve", str(config_file)], stdout=out, stderr=subprocess.STDOUT
-            )
-        wait_ready(f"{self.url}/v2/", self.proc, self.log)
+        self._spawn([self.binary, "serve", str(config_file)])
         return self
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -101,15 +100,6 @@ async def test_within_a_registry_mounts(berth: BerthServer, repo: str, layout: L
     assert set(result.blobs.values()) == {"mounted"}
     assert requests.get(f"{berth.url}/v2/{repo}-copy/manifests/v1").content == \
         requests.get(f"{berth.url}/v2/{repo}/manifests/v1").content
-
-
-@pytest.fixture
-def distribution(tmp_path: Path) -> Iterator[DistributionServer]:
-    if DistributionServer.binary is None:
-        pytest.skip("docker-registry is not installed (CI installs it)")
-    server = DistributionServer(tmp_path).start()
-    yield server
-    server.stop()
 
 
 @pytest.mark.interop

@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -93,15 +92,6 @@ class Skopeo:
 @pytest.fixture(scope="module")
 def skopeo(tmp_path_factory: pytest.TempPathFactory) -> Skopeo:
     return Skopeo(tmp_path_factory.mktemp("skopeo"))
-
-
-@pytest.fixture
-def distribution(tmp_path: Path) -> Iterator[DistributionServer]:
-    if DistributionServer.binary is None:
-        pytest.skip("docker-registry is not installed (CI installs it)")
-    server = DistributionServer(tmp_path).start()
-    yield server
-    server.stop()
 
 
 def docker_ref(server: BerthServer | DistributionServer, repo: str, reference: str) -> str:
