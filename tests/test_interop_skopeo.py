@@ -334,3 +334,46 @@ def test_through_the_reference_registry_and_back(
         assert_served(berth, f"{repo}-back", image.digest, image.manifest, OCI_MANIFEST)
         for d, data in image.blobs.items():
             assert get_blob(berth, f"{repo}-back", d) == data
+
+
+# -- the Berth client and skopeo, each reading what the other pushed -------------------------
+
+
+async def test_skopeo_reads_what_the_berth_client_pushes(
+    skopeo: Skopeo, distribution: DistributionServer, repo: str, tmp_path: Path
+) -> None:
+    from client.build import ImageSpec
+    from client.client import Client
+
+    tree = tmp_path / "tree"
+    (tree / "usr" / "bin").mkdir(parents=True)
+    (tree / "usr" / "bin" / "hello").write_bytes(b"#!/bin/sh\necho hello\n")
+    async with Client() as client:
+        result = await client.build([tree], f"{distribution.host}/{repo}:v1",
+                                    spec=ImageSpec(cmd=("/usr/bin/hello",)))
+    raw = skopeo.inspect(docker_ref(distribution, repo, "v1"), "--raw")
+    assert digest(raw) == result.digest
+    info = json.loads(skopeo.inspect(docker_ref(distribution, repo, "v1")))
+    assert info["Digest"] == result.digest
+    out = tmp_path / "out"
+    skopeo.copy(docker_ref(distribution, repo, "v1"), f"oci:{out}:v1", "--preserve-digests")
+    pulled = Layout(out)
+    assert pulled.resolve("v1")["digest"] == result.digest
+
+
+async def test_berth_client_reads_what_skopeo_pushes(
+    skopeo: Skopeo, distribution: DistributionServer, repo: str,
+    source: tuple[Layout, Image], tmp_path: Path,
+) -> None:
+    from client.client import Client
+
+    layout, image = source
+    skopeo.copy(f"oci:{layout.root}:v1", docker_ref(distribution, repo, "v1"),
+                "--preserve-digests")
+    out = tmp_path / "out"
+    async with Client() as client:
+        result = await client.copy(f"{distribution.host}/{repo}:v1", f"oci:{out}:v1")
+    assert result.digest == image.digest
+    pulled = Layout(out)
+    for d, data in image.blobs.items():
+        assert pulled.blob(d) == data
