@@ -183,6 +183,9 @@ class BuiltImage(ImageSource):
         config = json.dumps(build_config(spec, layers, base), indent=2).encode()
         return cls(build_manifest(config, layers, base, image_format), config, layers, base)
 
+    def local_file(self, desc: Descriptor) -> Path | None:
+        return self.files.get(desc.digest)
+
     def origin(self, desc: Descriptor) -> tuple[str, str] | None:
         if self.base is not None and desc.digest not in self.files:
             return self.base.source.origin(desc)

@@ -136,6 +136,10 @@ class _Copier:
                 self.events.blob_done(desc, "mounted")
                 return "mounted"
             self.events.blob_started(desc)
+            local = self.src.local_file(desc)
+            if local is not None and await self.dst.put_file(desc, local):
+                self.events.blob_done(desc, "uploaded")
+                return "uploaded"
 
             def progress(done: int) -> None:
                 self.events.blob_progress(desc, done)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from .oci.descriptor import Descriptor
 from .oci.digest import Digest
@@ -21,6 +22,10 @@ class ImageSource(abc.ABC):
 
     def origin(self, desc: Descriptor) -> tuple[str, str] | None:
         """The (registry host, repository) a blob can be mounted from, when it has one."""
+        return None
+
+    def local_file(self, desc: Descriptor) -> Path | None:
+        """A local file already known to hold exactly this blob (verified), if any."""
         return None
 
     @abc.abstractmethod
@@ -55,6 +60,10 @@ class ImageDestination(abc.ABC):
     async def put_blob(
         self, desc: Descriptor, opener: BlobOpener, progress: Progress | None = None
     ) -> None: ...
+
+    async def put_file(self, desc: Descriptor, path: Path) -> bool:
+        """Take a blob from a verified local file (link or fast copy); False: not supported."""
+        return False
 
     @abc.abstractmethod
     async def has_manifest(self, desc: Descriptor) -> bool: ...

@@ -9,7 +9,6 @@ their way to the output file — nothing is read twice and nothing is held in me
 
 from __future__ import annotations
 
-import gzip
 import io
 import os
 import stat
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import IO, BinaryIO, Literal, cast
 
 import zstandard
+from isal import igzip
 
 from . import windows
 from .errors import BerthError, UsageError
@@ -29,6 +29,7 @@ from .oci.digest import Digest, Hasher, new_hasher
 Compression = Literal["gzip", "zstd", "none"]
 LayerOS = Literal["linux", "windows"]
 _BUFFER = 1024 * 1024
+GZIP_DEFAULT_LEVEL = 2  # ISA-L's levels are 0-3; 2 compresses about as well as zlib's 6
 
 MEDIA_TYPES: dict[Compression, str] = {
     "gzip": mt.OCI_LAYER_GZIP, "zstd": mt.OCI_LAYER_ZSTD, "none": mt.OCI_LAYER_TAR,
@@ -47,7 +48,7 @@ class PackOptions:
     compression: Compression = "gzip"
     os: LayerOS = "linux"
     source_date_epoch: int | None = None  # clamp timestamps to this (SOURCE_DATE_EPOCH)
-    level: int | None = None  # compression level (gzip 1-9, default 6; zstd 1-22, default 3)
+    level: int | None = None  # gzip (ISA-L) 0-3, default 2; zstd 1-22, default 3
     security_descriptor: str = windows.DEFAULT_SECURITY_DESCRIPTOR
     deletions: tuple[str, ...] = ()  # paths to whiteout (delete from lower layers)
 
@@ -99,9 +100,11 @@ class _TarSink(io.RawIOBase):
         self.compressor: IO[bytes] | None = None
         target = cast(IO[bytes], blob)
         if compression == "gzip":
-            self.compressor = cast(IO[bytes], gzip.GzipFile(  # mtime 0, no name: reproducible
+            # ISA-L's deflate: gzip any reader accepts, an order of magnitude faster than zlib
+            # at the same ratio. mtime 0 and no name: reproducible.
+            self.compressor = cast(IO[bytes], igzip.IGzipFile(  # type: ignore[no-untyped-call]
                 filename="", mode="wb", fileobj=target, mtime=0,
-                compresslevel=6 if level is None else level,
+                compresslevel=GZIP_DEFAULT_LEVEL if level is None else level,
             ))
         elif compression == "zstd":
             cctx = zstandard.ZstdCompressor(level=3 if level is None else level, threads=-1)
@@ -164,6 +167,8 @@ def pack_directory(source: Path, output: Path, options: PackOptions) -> PackedLa
         raise UsageError(f"{source} is not a directory")
     if options.os == "windows" and options.compression == "zstd":
         raise UsageError("Windows does not read zstd layers: use --compress gzip or none")
+    if options.compression == "gzip" and options.level is not None and not 0 <= options.level <= 3:
+        raise UsageError("gzip levels are 0 to 3 (ISA-L); the default is 2")
     with open(output, "wb") as out:
         blob = _HashingWriter(out)
         sink = _TarSink(blob, options.compression, options.level)

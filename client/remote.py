@@ -6,6 +6,7 @@ registry, not just Berth.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -213,8 +214,10 @@ class RemoteRepository:
         self, desc: Descriptor, opener: BlobOpener, progress: Progress | None = None,
         chunk_size: int = DEFAULT_CHUNK, attempts: int = 5,
     ) -> None:
-        """Upload a blob: one PUT when small, chunked PATCHes otherwise. After a failure the
-        upload continues from the offset the registry reports, not from zero."""
+        """Upload a blob, streamed from its source: one PUT when small, else PATCHes of
+        `chunk_size` (at least the registry's OCI-Chunk-Min-Length) and a final PUT with the
+        last chunk. After a failure the upload continues from the offset the registry
+        reports, not from zero."""
         response = await self.session.request(
             "POST", f"/v2/{self.name}/blobs/uploads/", scopes=self.push, expect=(202, 201),
         )
@@ -225,18 +228,11 @@ class RemoteRepository:
             return
         location = _location(response)
         min_chunk = _int_header(response, "OCI-Chunk-Min-Length") or 0
-        chunk_size = max(chunk_size, min_chunk)
+        chunk = desc.size if desc.size <= MONOLITHIC_MAX else max(chunk_size, min_chunk)
         offset = 0
         for attempt in range(attempts):
             try:
-                if desc.size <= MONOLITHIC_MAX and offset == 0:
-                    await self._put_whole(location, desc, opener)
-                else:
-                    location = await self._put_chunked(
-                        location, desc, opener, offset, chunk_size, progress
-                    )
-                if progress and desc.size <= MONOLITHIC_MAX and offset == 0:
-                    progress(desc.size)
+                await self._send_chunks(location, desc, opener, offset, chunk, progress)
                 return
             except UploadInterrupted as exc:
                 if attempt + 1 >= attempts:
@@ -246,69 +242,42 @@ class RemoteRepository:
                 if progress:
                     progress(offset)
 
-    async def _put_whole(self, location: str, desc: Descriptor, opener: BlobOpener) -> None:
-        data = b"".join([chunk async for chunk in opener(0)])
-        _check(desc, data)
-        await self._finish(location, desc.digest, data, None)
-
-    async def _put_chunked(
+    async def _send_chunks(
         self, location: str, desc: Descriptor, opener: BlobOpener, offset: int,
         chunk_size: int, progress: Progress | None,
-    ) -> str:
-        stream = opener(offset)
-        buffer = bytearray()
-        async for chunk in stream:
-            buffer += chunk
-            while len(buffer) >= chunk_size:
-                location = await self._patch(location, bytes(buffer[:chunk_size]), offset)
-                offset += chunk_size
-                del buffer[:chunk_size]
+    ) -> None:
+        source = _Slicer(opener(offset), desc)
+        try:
+            while True:
+                length = min(chunk_size, desc.size - offset)
+                final = offset + length == desc.size
+                headers = {"Content-Type": "application/octet-stream",
+                           "Content-Length": str(length)}
+                whole = offset == 0 and final
+                if length and not whole:
+                    headers["Content-Range"] = f"{offset}-{offset + length - 1}"
+                params = _with_param(location, "digest", str(desc.digest)) if final else None
+                try:
+                    response = await self.session.request(
+                        "PUT" if final else "PATCH", location, scopes=self.push,
+                        headers=headers, data=source.take(length), params=params,
+                        expect=(201, 204) if final else (202, 204), retry=False,
+                    )
+                except NetworkError as exc:
+                    raise UploadInterrupted(str(exc)) from None
+                except RegistryError as exc:
+                    if exc.status in (416, 500, 502, 503, 504):
+                        raise UploadInterrupted(str(exc)) from None
+                    raise
+                response.release()
+                offset += length
                 if progress:
                     progress(offset)
-        if offset + len(buffer) != desc.size:
-            raise DigestMismatch(
-                f"{desc.digest}: source has {offset + len(buffer)} bytes, descriptor says "
-                f"{desc.size}"
-            )
-        tail = bytes(buffer)
-        await self._finish(location, desc.digest, tail, offset if tail else None)
-        if progress:
-            progress(desc.size)
-        return location
-
-    async def _patch(self, location: str, data: bytes, offset: int) -> str:
-        headers = {"Content-Type": "application/octet-stream",
-                   "Content-Range": f"{offset}-{offset + len(data) - 1}",
-                   "Content-Length": str(len(data))}
-        try:
-            response = await self.session.request(
-                "PATCH", location, scopes=self.push, headers=headers, data=_once(data),
-                expect=(202, 204), retry=False,
-            )
-        except (NetworkError, RegistryError) as exc:
-            if isinstance(exc, RegistryError) and exc.status not in (416, 500, 502, 503, 504):
-                raise
-            raise UploadInterrupted(str(exc)) from None
-        response.release()
-        return _location(response, location)
-
-    async def _finish(self, location: str, digest: Digest, data: bytes, offset: int | None) -> None:
-        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(len(data))}
-        if offset is not None:
-            headers["Content-Range"] = f"{offset}-{offset + len(data) - 1}"
-        try:
-            response = await self.session.request(
-                "PUT", location, scopes=self.push, headers=headers, data=_once(data),
-                params=_with_param(location, "digest", str(digest)), expect=(201, 204),
-                retry=False,
-            )
-        except NetworkError as exc:
-            raise UploadInterrupted(str(exc)) from None
-        except RegistryError as exc:
-            if exc.status in (416, 500, 502, 503, 504):
-                raise UploadInterrupted(str(exc)) from None
-            raise
-        response.release()
+                if final:
+                    return
+                location = _location(response, location)
+        finally:
+            await source.close()
 
     async def _status(self, location: str) -> tuple[str, int]:
         response = await self.session.request(
@@ -375,8 +344,12 @@ async def verified(desc: Descriptor, stream: AsyncIterator[bytes],
     """Pass a blob's bytes through, failing at the end if digest or size differ."""
     hasher = new_hasher(desc.digest.algorithm)
     size = 0
+    loop = asyncio.get_running_loop()
     async for chunk in stream:
-        hasher.update(chunk)
+        if len(chunk) >= 65536:  # hashing releases the GIL: keep big ones off the loop
+            await loop.run_in_executor(None, hasher.update, chunk)
+        else:
+            hasher.update(chunk)
         size += len(chunk)
         if size > desc.size:
             raise DigestMismatch(f"{desc.digest}: more than the {desc.size} bytes announced")
@@ -387,17 +360,31 @@ async def verified(desc: Descriptor, stream: AsyncIterator[bytes],
         raise DigestMismatch(f"{desc.digest}: content does not match (got {size} bytes)")
 
 
-async def _once(data: bytes) -> AsyncIterator[bytes]:
-    """A body that cannot be replayed: after a broken connection the registry may hold part
-    of it, so the upload asks where it stands instead of letting HTTP resend it whole."""
-    view = memoryview(data)
-    for start in range(0, len(data), READ_CHUNK):
-        yield bytes(view[start : start + READ_CHUNK])
+class _Slicer:
+    """Cuts a blob's stream into request bodies of exact lengths, without buffering more
+    than one network chunk. Bodies are one-shot async iterators: after a broken connection
+    the registry may hold part of one, so the upload asks where it stands rather than
+    letting an HTTP layer resend it."""
 
+    def __init__(self, stream: AsyncIterator[bytes], desc: Descriptor) -> None:
+        self.stream, self.desc = stream, desc
+        self.pending = b""
 
-def _check(desc: Descriptor, data: bytes) -> None:
-    if len(data) != desc.size or Digest.from_bytes(data, desc.digest.algorithm) != desc.digest:
-        raise DigestMismatch(f"{desc.digest}: source content does not match its descriptor")
+    async def take(self, length: int) -> AsyncIterator[bytes]:
+        while length > 0:
+            if not self.pending:
+                try:
+                    self.pending = await anext(self.stream)
+                except StopAsyncIteration:
+                    raise DigestMismatch(
+                        f"{self.desc.digest}: the source ended before {self.desc.size} bytes"
+                    ) from None
+            piece, self.pending = self.pending[:length], self.pending[length:]
+            length -= len(piece)
+            yield piece
+
+    async def close(self) -> None:
+        await self.stream.aclose()  # type: ignore[attr-defined]
 
 
 def _reference_digest(reference: str) -> Digest | None:

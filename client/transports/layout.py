@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -140,6 +141,21 @@ class LayoutDestination(ImageDestination):
             fobj.close()
             tmp.unlink(missing_ok=True)
             raise
+
+    async def put_file(self, desc: Descriptor, path: Path) -> bool:
+        final = _blob_path(self.root, desc.digest)
+
+        def place() -> None:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            tmp = final.with_name(f".tmp-{uuid.uuid4().hex}")
+            try:
+                os.link(path, tmp)  # same filesystem: no copy at all
+            except OSError:
+                shutil.copyfile(path, tmp)  # copy_file_range/sendfile where the kernel can
+            os.replace(tmp, final)
+
+        await asyncio.to_thread(place)
+        return True
 
     async def has_manifest(self, desc: Descriptor) -> bool:
         return await self.has_blob(desc)
