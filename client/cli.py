@@ -21,11 +21,10 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import click
 
-from registry.config import Config, ConfigError, load_config
-
 from .errors import BerthError, UsageError
 
 if TYPE_CHECKING:
+    from registry.config import Config
     from registry.storage.gc import GCReport
 
     from .client import Client
@@ -46,6 +45,8 @@ def main() -> None:
 
 
 def _config(config_file: str | None, **overrides: str | None) -> Config:
+    from registry.config import ConfigError, load_config
+
     try:
         return load_config(config_file, overrides)
     except ConfigError as exc:
@@ -299,8 +300,8 @@ async def copy(client: Client, options: ClientOptions, source: str, destination:
                **flags: Any) -> None:
     """Copy an image between registries and OCI layouts, digests preserved.
 
-    SOURCE and DESTINATION: a registry reference (host/repo:tag, docker://…) or
-    oci:PATH[:TAG]."""
+    SOURCE and DESTINATION: a registry reference (host/repo:tag, docker://…),
+    oci:PATH[:TAG] or docker-archive:FILE[:NAME:TAG]."""
     await _do_copy(client, options, source, destination, **flags)
 
 
@@ -414,20 +415,24 @@ async def pack(client: Client, options: ClientOptions, directories: tuple[str, .
 @client_command
 async def push(client: Client, options: ClientOptions, source: str, destination: str,
                **flags: Any) -> None:
-    """Push a local image to a registry: an OCI layout (oci:PATH[:TAG]) as it is, or a
-    directory packed into a layer (on --base, if given). Foreign layers stay references."""
-    if destination.startswith("oci:"):
+    """Push a local image to a registry: an OCI layout (oci:PATH[:TAG]) or a docker save
+    archive (docker-archive:FILE[:NAME:TAG]) as it is, or a directory packed into a layer
+    (on --base, if given). Foreign layers stay references."""
+    from .transports import is_local
+
+    if is_local(destination):
         raise UsageError("push goes to a registry reference (host/repo:tag)")
-    if source.startswith("oci:"):
+    if is_local(source):
         image_options = {k for k, v in flags.items() if k not in _COPY_FLAGS and v}
         image_options -= {"compress"}
         if image_options:
-            raise UsageError("image options (--base, --env, …) apply to a directory, not oci:")
+            raise UsageError("image options (--base, --env, …) apply to a directory")
         await _do_copy(client, options, source, destination,
                        **{k: v for k, v in flags.items() if k in _COPY_FLAGS})
         return
     if not await asyncio.to_thread(os.path.isdir, source):
-        raise UsageError(f"{source} is neither oci:PATH[:TAG] nor a directory")
+        raise UsageError(f"{source} is neither oci:PATH[:TAG], docker-archive:FILE nor a "
+                         "directory")
     await _do_build(client, options, (source,), destination, **flags)
 
 
@@ -442,9 +447,11 @@ _COPY_FLAGS = {"all_platforms", "platform", "os_version", "include_foreign",
 @client_command
 async def pull(client: Client, options: ClientOptions, source: str, destination: str,
                **flags: Any) -> None:
-    """Pull an image from a registry into a local OCI layout (oci:PATH[:TAG])."""
-    if source.startswith("oci:") or not destination.startswith("oci:"):
-        raise UsageError("pull goes from a registry reference to oci:PATH[:TAG]")
+    """Pull an image from a registry into oci:PATH[:TAG] or docker-archive:FILE[:NAME:TAG]."""
+    from .transports import is_local
+
+    if is_local(source) or not is_local(destination):
+        raise UsageError("pull goes from a registry reference to oci:… or docker-archive:…")
     await _do_copy(client, options, source, destination, **flags)
 
 

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .errors import BerthError, NotFoundError
+from .errors import BerthError, NotFoundError, UsageError
 from .events import BlobAction, Events
 from .foreign import distributable_type, foreign_blob
 from .image import ImageDestination, ImageSource
@@ -55,8 +55,12 @@ class _Copier:
 
     async def run(self) -> CopyResult:
         root = await self.src.root()
-        if root.media_type in mt.INDEXES and self.options.platform is not None:
-            root = await self._select_platform(root)
+        if root.media_type in mt.INDEXES:
+            if self.options.platform is not None:
+                root = await self._select_platform(root)
+            elif not self.dst.accepts_index:
+                raise UsageError("the source is a multi-platform index and the destination "
+                                 "holds one image: choose one with --platform OS/ARCH[/VARIANT]")
         desc = await self._copy(root, root=True)
         return CopyResult(str(desc.digest), desc.media_type, desc.size, self.blob_actions,
                           self.manifests)

@@ -48,6 +48,8 @@ class ImageDestination(abc.ABC):
     """Somewhere to write an image to."""
 
     registry_repository: tuple[str, str] | None = None
+    #: False for formats that hold one platform's image (docker-archive)
+    accepts_index: bool = True
 
     @abc.abstractmethod
     async def has_blob(self, desc: Descriptor) -> bool: ...

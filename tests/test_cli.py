@@ -73,7 +73,7 @@ def test_push_inspect_tags_pull_rm(berth: BerthServer, repo: str, layout: Layout
     (("inspect", "{host}/nope/nope:x"), 4, "manifest not found"),
     (("inspect", "Bad Reference"), 2, "invalid"),
     (("inspect", "127.0.0.1:1/x:y", "--retries", "0"), 5, "cannot reach 127.0.0.1:1"),
-    (("push", "{host}/a:b", "{host}/c:d"), 2, "neither oci:PATH[:TAG] nor a directory"),
+    (("push", "{host}/a:b", "{host}/c:d"), 2, "is neither oci:PATH[:TAG]"),
     (("pull", "{host}/a:b", "oci:/x", "--platform", "nonsense"), 2, "invalid platform"),
     (("copy", "oci:/does/not/exist:v1", "{host}/x:y"), 4, "not an OCI image layout"),
     (("copy", "{host}/a:b", "{host}/c:d", "--include-foreign", "--convert-foreign"), 2,

@@ -113,7 +113,8 @@ async def test_foreign_content_is_verified(berth: BerthServer, repo: str,
     data = json.dumps(doc).encode()
     layout.tag("bad", DOCKER_MANIFEST, data)
     async with Client() as client:
-        with pytest.raises((DigestMismatch, RegistryError), match="(does not match|DIGEST_INVALID)"):
+        with pytest.raises((DigestMismatch, RegistryError),
+                           match=r"(does not match|DIGEST_INVALID)"):
             await client.copy(f"oci:{layout.root}:bad", f"{berth.host}/{repo}:bad",
                               CopyOptions(foreign="include"))
     r = requests.head(f"{berth.url}/v2/{repo}/blobs/{digest(b'something else')}")

@@ -1,5 +1,6 @@
 """Image locations by name: `docker://REF` or a bare `REF` (a registry), `oci:PATH[:TAG]`
-(an OCI image layout directory)."""
+(an OCI image layout directory), `docker-archive:FILE[:NAME:TAG]` (a `docker save` tarball;
+the file name ends at the first ':')."""
 
 from __future__ import annotations
 
@@ -11,6 +12,14 @@ from ..oci.reference import Reference, ReferenceError
 
 if TYPE_CHECKING:
     from ..client import Client
+
+
+ARCHIVE = "docker-archive:"
+LOCAL_PREFIXES = ("oci:", ARCHIVE)
+
+
+def is_local(spec: str) -> bool:
+    return spec.startswith(LOCAL_PREFIXES)
 
 
 def split_path_tag(spec: str) -> tuple[str, str | None]:
@@ -29,9 +38,12 @@ def parse_reference(text: str) -> Reference:
 
 
 async def open_source(client: Client, spec: str) -> ImageSource:
+    from .archive import ArchiveSource, split_archive_spec
     from .layout import LayoutSource
     from .registry import RegistrySource
 
+    if spec.startswith(ARCHIVE):
+        return await ArchiveSource.open(*split_archive_spec(spec.removeprefix(ARCHIVE)))
     if spec.startswith("oci:"):
         path, tag = split_path_tag(spec[4:])
         return await LayoutSource.open(path, tag)
@@ -40,9 +52,12 @@ async def open_source(client: Client, spec: str) -> ImageSource:
 
 
 async def open_destination(client: Client, spec: str) -> ImageDestination:
+    from .archive import ArchiveDestination, split_archive_spec
     from .layout import LayoutDestination
     from .registry import RegistryDestination
 
+    if spec.startswith(ARCHIVE):
+        return await ArchiveDestination.open(*split_archive_spec(spec.removeprefix(ARCHIVE)))
     if spec.startswith("oci:"):
         path, tag = split_path_tag(spec[4:])
         return await LayoutDestination.open(path, tag)
