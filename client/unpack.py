@@ -4,7 +4,8 @@ A layer blob is read once, as a stream (never whole in memory): decompressed by 
 type (`+gzip` / `.tar.gzip`, `+zstd`, plain `.tar`; the magic bytes decide for other types
 and win, with a warning, over a media type that does not match the data), and read by
 `tarfile` in stream mode. Blocking: callers run it in a thread. The stream is read to its
-end, so a digest-verifying wrapper sees every byte.
+end, so a digest-verifying wrapper sees every byte; truncated gzip, zstd or tar data and
+corrupt tar headers are errors, not a quiet early end.
 
 Whiteouts follow the OCI image-spec: `dir/.wh.name` removes `dir/name` as lower layers left
 it, `dir/.wh..wh..opq` removes every child of `dir` that lower layers put there. Neither
