@@ -442,17 +442,46 @@ _COPY_FLAGS = {"all_platforms", "platform", "os_version", "include_foreign",
 
 @main.command()
 @click.argument("source")
-@click.argument("destination")
+@click.argument("destination", required=False)
+@click.option("--unpack", "unpack_dir", type=click.Path(file_okay=False),
+              help="unpack the layers into this directory (a root filesystem)")
 @copy_flags
 @client_command
-async def pull(client: Client, options: ClientOptions, source: str, destination: str,
-               **flags: Any) -> None:
-    """Pull an image from a registry into oci:PATH[:TAG] or docker-archive:FILE[:NAME:TAG]."""
+async def pull(client: Client, options: ClientOptions, source: str, destination: str | None,
+               unpack_dir: str | None, **flags: Any) -> None:
+    """Pull an image from a registry into oci:PATH[:TAG] or docker-archive:FILE[:NAME:TAG],
+    or (--unpack DIR) unpack its layers into a directory, whiteouts applied."""
     from .transports import is_local
 
-    if is_local(source) or not is_local(destination):
-        raise UsageError("pull goes from a registry reference to oci:… or docker-archive:…")
-    await _do_copy(client, options, source, destination, **flags)
+    if is_local(source):
+        raise UsageError("pull takes a registry reference (host/repo:tag)")
+    if unpack_dir is None:
+        if destination is None or not is_local(destination):
+            raise UsageError("pull goes to oci:… or docker-archive:…, or use --unpack DIR")
+        await _do_copy(client, options, source, destination, **flags)
+        return
+    if destination is not None:
+        raise UsageError("give either a destination or --unpack DIR, not both")
+    await _do_unpack(client, options, source, Path(unpack_dir), **flags)
+
+
+async def _do_unpack(client: Client, options: ClientOptions, source: str, target: Path,
+                     **flags: Any) -> None:
+    copy_options = _copy_options(**flags)
+    from .progress import BarEvents
+
+    events = _events(options)
+    if isinstance(events, BarEvents):
+        with events:
+            result = await client.unpack(source, target, copy_options.platform, events)
+    else:
+        result = await client.unpack(source, target, copy_options.platform, events)
+    stats = result.stats
+    _emit(options, {"digest": result.digest, "os": result.os, "layers": result.layers,
+                    "target": str(target), "stats": dataclasses.asdict(stats)},
+          None if options.quiet else
+          f"{target}: {result.digest} unpacked ({result.layers} layers, {stats.files} files, "
+          f"{stats.whiteouts} whiteouts)")
 
 
 @main.command()

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from .copy import CopyOptions, CopyResult
     from .events import Events
     from .pack import PackOptions
+    from .platforms import PlatformMatcher
+    from .pull import UnpackResult
 
 
 class Client:
@@ -137,6 +139,18 @@ class Client:
                     await dst.close()
             finally:
                 await image.close()
+
+    async def unpack(self, source: str, target: Path, platform: PlatformMatcher | None = None,
+                     events: Events | None = None) -> UnpackResult:
+        """Unpack an image's layers, in order, into the directory `target`."""
+        from .pull import unpack_image
+        from .transports import open_source
+
+        src = await open_source(self, source)
+        try:
+            return await unpack_image(src, target, platform, events)
+        finally:
+            await src.close()
 
     async def copy(
         self, source: str, destination: str, options: CopyOptions | None = None,
