@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 import aiohttp
 from yarl import URL
 
-from .errors import DigestMismatch, NetworkError, NotFoundError, RegistryError
+from .errors import AuthError, DigestMismatch, NetworkError, NotFoundError, RegistryError
 from .oci import mediatypes as mt
 from .oci.descriptor import Descriptor
 from .oci.digest import Digest, DigestError, new_hasher
@@ -263,7 +263,10 @@ class RemoteRepository:
                         headers=headers, data=source.take(length), params=params,
                         expect=(201, 204) if final else (202, 204), retry=False,
                     )
-                except NetworkError as exc:
+                except (NetworkError, AuthError) as exc:
+                    # A refused token (it expired while the source was slow) is forgotten by
+                    # the session; the resume asks for a new one, and a real refusal then
+                    # surfaces from the status request.
                     raise UploadInterrupted(str(exc)) from None
                 except RegistryError as exc:
                     if exc.status in (416, 500, 502, 503, 504):

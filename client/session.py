@@ -97,6 +97,7 @@ class RegistrySession:
         self._challenge: Challenge | None = None
         self._challenge_known = False
         self._tokens: dict[tuple[str, ...], _Token] = {}
+        self._token_locks: dict[tuple[str, ...], asyncio.Lock] = {}
         self._lock = asyncio.Lock()
 
     @property
@@ -170,13 +171,21 @@ class RegistrySession:
                 raise AuthError(f"{self.host} requires a username and password (berth login)")
             return self.credentials.basic()
         key = tuple(sorted(set(scopes)))
-        cached = self._tokens.get(key)
-        if cached is not None and not fresh and cached.expires > time.time() + 10:
-            return cached.header
-        token, lifetime = await self._fetch_token(challenge, key)
-        header = f"Bearer {token}"
-        self._tokens[key] = _Token(header, time.time() + lifetime)
-        return header
+        stale = self._tokens.get(key) if fresh else None
+        lock = self._token_locks.setdefault(key, asyncio.Lock())
+        async with lock:  # one fetch per scope set, however many requests wait for it
+            cached = self._tokens.get(key)
+            usable = cached is not None and cached is not stale
+            if usable and cached is not None and cached.expires > time.time() + 10:
+                return cached.header
+            token, lifetime = await self._fetch_token(challenge, key)
+            header = f"Bearer {token}"
+            self._tokens[key] = _Token(header, time.time() + lifetime)
+            return header
+
+    def forget_token(self, scopes: Sequence[str]) -> None:
+        """Drop the cached token of a scope set (the registry refused it)."""
+        self._tokens.pop(tuple(sorted(set(scopes))), None)
 
     async def _fetch_token(self, challenge: Challenge, scopes: Sequence[str]) -> tuple[str, float]:
         realm = challenge.params.get("realm")
@@ -304,7 +313,12 @@ class RegistrySession:
             body = await _json_or_none(response)
             response.release()
             if status in (401, 403):
-                raise AuthError(_auth_message(self.host, status, method, url, body))
+                challenge = self._pick(response) if status == 401 else None
+                if status == 401:
+                    self.forget_token(scopes)  # the next request asks for a new one
+                denied = status == 403 or bool(
+                    challenge and challenge.params.get("error") == "insufficient_scope")
+                raise AuthError(_auth_message(self.host, denied, method, url, body))
             raise RegistryError(status, method, url, body)
 
     async def _follow(
@@ -342,10 +356,10 @@ async def _json_or_none(response: aiohttp.ClientResponse) -> Any:
         return None
 
 
-def _auth_message(host: str, status: int, method: str, url: str, body: Any) -> str:
+def _auth_message(host: str, denied: bool, method: str, url: str, body: Any) -> str:
     codes = ""
     if isinstance(body, dict) and isinstance(body.get("errors"), list):
         codes = ", ".join(str(e.get("message") or e.get("code")) for e in body["errors"]
                           if isinstance(e, dict))
-    what = "authentication required" if status == 401 else "access denied"
+    what = "access denied" if denied else "authentication required"
     return f"{host}: {what} for {method} {urlsplit(url).path}" + (f" ({codes})" if codes else "")
