@@ -116,13 +116,25 @@ class FilesystemDriver(StorageDriver):
 
     @staticmethod
     def _walk(top: Path, prune: Callable[[str], bool]) -> list[str]:
+        # os.scandir directly: os.walk's per-entry islink checks and relpath calls cost
+        # more than the directory reads themselves on a catalog of thousands.
         found: list[str] = []
-        for dirpath, dirnames, filenames in os.walk(top):
-            rel = os.path.relpath(dirpath, top)
-            prefix = "" if rel == "." else rel.replace(os.sep, "/") + "/"
-            found.extend(prefix + name for name in dirnames)
-            found.extend(prefix + name for name in filenames if not name.startswith(".tmp-"))
-            dirnames[:] = [d for d in dirnames if not prune(d)]
+        stack: list[tuple[str, str]] = [(str(top), "")]
+        while stack:
+            directory, prefix = stack.pop()
+            try:
+                entries = os.scandir(directory)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            with entries:
+                for entry in entries:
+                    name = entry.name
+                    if name.startswith(".tmp-"):
+                        continue
+                    relative = prefix + name
+                    found.append(relative)
+                    if entry.is_dir(follow_symlinks=False) and not prune(name):
+                        stack.append((entry.path, relative + "/"))
         return found
 
     async def walk(self, path: str, prune: Callable[[str], bool]) -> list[str]:
