@@ -267,17 +267,21 @@ def copy_flags(fn: Callable[P, T]) -> Callable[P, T]:
     return fn
 
 
-async def _transfer(options: ClientOptions, destination: str,
-                    run: Callable[[Events], Awaitable[CopyResult]]) -> None:
-    """Run a copy or build with the right progress display, then report its result."""
+async def _with_events(options: ClientOptions, run: Callable[[Events], Awaitable[T]]) -> T:
+    """Run a transfer with the progress display the options and the terminal call for."""
     from .progress import BarEvents
 
     events = _events(options)
     if isinstance(events, BarEvents):
         with events:
-            result = await run(events)
-    else:
-        result = await run(events)
+            return await run(events)
+    return await run(events)
+
+
+async def _transfer(options: ClientOptions, destination: str,
+                    run: Callable[[Events], Awaitable[CopyResult]]) -> None:
+    """Run a copy or build, then report its result."""
+    result = await _with_events(options, run)
     moved = sum(1 for a in result.blobs.values() if a in ("uploaded", "converted"))
     _emit(options, dataclasses.asdict(result),
           None if options.quiet else
@@ -468,14 +472,8 @@ async def pull(client: Client, options: ClientOptions, source: str, destination:
 async def _do_unpack(client: Client, options: ClientOptions, source: str, target: Path,
                      **flags: Any) -> None:
     copy_options = _copy_options(**flags)
-    from .progress import BarEvents
-
-    events = _events(options)
-    if isinstance(events, BarEvents):
-        with events:
-            result = await client.unpack(source, target, copy_options.platform, events)
-    else:
-        result = await client.unpack(source, target, copy_options.platform, events)
+    result = await _with_events(
+        options, lambda events: client.unpack(source, target, copy_options.platform, events))
     stats = result.stats
     _emit(options, {"digest": result.digest, "os": result.os, "layers": result.layers,
                     "target": str(target), "stats": dataclasses.asdict(stats)},

@@ -53,6 +53,12 @@ class _Copier:
         self.manifests: list[str] = []
         self._in_flight: dict[str, asyncio.Task[BlobAction]] = {}
 
+    async def cancel(self) -> None:
+        pending = [t for t in self._in_flight.values() if not t.done()]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
     async def run(self) -> CopyResult:
         root = await self.src.root()
         if root.media_type in mt.INDEXES:
@@ -172,7 +178,10 @@ async def copy_image(
     events: Events | None = None,
 ) -> CopyResult:
     copier = _Copier(src, dst, options or CopyOptions(), events or Events())
-    result = await copier.run()
+    try:
+        result = await copier.run()
+    finally:
+        await copier.cancel()  # after a failure, no transfer outlives the copy
     await dst.commit()
     return result
 

@@ -88,12 +88,13 @@ class RegistrySession:
         self.host = host
         self.credentials = credentials
         self.options = options or TransportOptions()
-        plain = self.options.plain_http
-        if plain is None:
-            plain = is_loopback(host)
-        self.scheme = "http" if plain else "https"
+        # Loopback registries are treated as Docker treats insecure ones: HTTPS without
+        # verification first, plain HTTP when TLS is not spoken there.
+        self._probe = self.options.plain_http is None and is_loopback(host)
+        self.scheme = "http" if self.options.plain_http else "https"
         self._http = http
         self._own_http = http is None
+        self._closed = False
         self._challenge: Challenge | None = None
         self._challenge_known = False
         self._tokens: dict[tuple[str, ...], _Token] = {}
@@ -105,7 +106,7 @@ class RegistrySession:
         return f"{self.scheme}://{self.host}"
 
     def _ssl(self) -> ssl.SSLContext | bool:
-        if self.options.insecure:
+        if self.options.insecure or self._probe:
             return False
         if self.options.ca_file:
             return ssl.create_default_context(cafile=self.options.ca_file)
@@ -113,6 +114,8 @@ class RegistrySession:
 
     @property
     def http(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise NetworkError(f"{self.host}: the session is closed")
         if self._http is None:
             timeout = aiohttp.ClientTimeout(
                 total=None, connect=self.options.connect_timeout,
@@ -126,6 +129,7 @@ class RegistrySession:
         return self._http
 
     async def close(self) -> None:
+        self._closed = True
         if self._http is not None and self._own_http:
             await self._http.close()
         self._http = None
@@ -142,6 +146,8 @@ class RegistrySession:
         async with self._lock:
             if self._challenge_known:
                 return
+            if self._probe:
+                await self._probe_scheme()
             response = await self._send_retrying("GET", f"{self.base_url}/v2/")
             async with response:
                 if response.status == 401:
@@ -150,6 +156,17 @@ class RegistrySession:
                     raise RegistryError(response.status, "GET", str(response.url),
                                         await _json_or_none(response))
             self._challenge_known = True
+
+    async def _probe_scheme(self) -> None:
+        try:
+            response = await self.http.get(f"https://{self.host}/v2/", allow_redirects=False,
+                                           timeout=aiohttp.ClientTimeout(total=10))
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            log.debug("%s: no TLS (%s), using plain HTTP", self.host, exc)
+            self.scheme = "http"
+        else:
+            response.release()
+            self.scheme = "https"
 
     @staticmethod
     def _pick(response: aiohttp.ClientResponse) -> Challenge | None:

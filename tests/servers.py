@@ -10,10 +10,12 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import requests
+import urllib3
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,9 +32,11 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: floa
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}:\n{log.read_text()}")
-        try:
-            if requests.get(url, timeout=1).status_code in (200, 401):
-                return
+        try:  # (a TLS server's certificate is the test's own: readiness only)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
+                if requests.get(url, timeout=1, verify=False).status_code in (200, 401):
+                    return
         except requests.ConnectionError:
             pass
         time.sleep(0.05)
@@ -56,11 +60,12 @@ class ServerProcess:
     def host(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def _spawn(self, argv: list[str], env: dict[str, str] | None = None) -> None:
+    def _spawn(self, argv: list[str], env: dict[str, str] | None = None,
+               scheme: str = "http") -> None:
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
                                          env=env)
-        wait_ready(f"{self.url}/v2/", self.proc, self.log)
+        wait_ready(f"{scheme}://{self.host}/v2/", self.proc, self.log)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         if self.proc is None:
@@ -110,8 +115,10 @@ class DistributionServer(ServerProcess):
 
     binary = shutil.which("docker-registry")
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, config: dict[str, Any] | None = None) -> None:
+        """`config` is merged into the default one (e.g. an `auth` or `http.tls` section)."""
         super().__init__(workdir, "distribution.log")
+        self.config = config or {}
 
     def start(self) -> DistributionServer:
         assert self.binary, "docker-registry is not installed"
@@ -124,9 +131,11 @@ class DistributionServer(ServerProcess):
             },
             "http": {"addr": self.host},
         }
+        _merge(config, self.config)
         config_file = self.workdir / "distribution.yml"
         config_file.write_text(yaml.safe_dump(config))
-        self._spawn([self.binary, "serve", str(config_file)])
+        tls = bool(config["http"].get("tls"))  # type: ignore[attr-defined]
+        self._spawn([self.binary, "serve", str(config_file)], scheme="https" if tls else "http")
         return self
 
 

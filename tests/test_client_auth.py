@@ -33,7 +33,6 @@ from urllib.parse import parse_qs, urlsplit
 import bcrypt
 import pytest
 import requests
-import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -79,25 +78,7 @@ class AuthDistribution(DistributionServer):
     """docker-registry with an `auth` section (htpasswd or token) in its config."""
 
     def __init__(self, workdir: Path, auth: dict[str, Any]) -> None:
-        super().__init__(workdir)
-        self.auth = auth
-
-    def start(self) -> AuthDistribution:
-        assert self.binary, "docker-registry is not installed"
-        config = {
-            "version": 0.1,
-            "log": {"level": "warn", "accesslog": {"disabled": False}},
-            "storage": {
-                "filesystem": {"rootdirectory": str(self.workdir / "distribution-data")},
-                "delete": {"enabled": True},
-            },
-            "http": {"addr": self.host},
-            "auth": self.auth,
-        }
-        config_file = self.workdir / "distribution.yml"
-        config_file.write_text(yaml.safe_dump(config))
-        self._spawn([self.binary, "serve", str(config_file)])
-        return self
+        super().__init__(workdir, {"auth": auth, "log": {"accesslog": {"disabled": False}}})
 
     def requests_from_berth(self) -> int:
         """Requests the Berth client made so far (access log lines with its User-Agent)."""
