@@ -254,3 +254,23 @@ def test_same_blob_pushed_concurrently(berth: BerthServer, repo: str) -> None:
         results = list(pool.map(lambda _: push_blob(berth.url, repo, data), range(8)))
     assert set(results) == {digest(data)}
     assert requests.get(f"{berth.url}/v2/{repo}/blobs/{digest(data)}").content == data
+
+
+def test_abandoned_uploads_are_purged(make_berth: MakeBerth, repo: str) -> None:
+    import time
+
+    server = make_berth({"storage": {"maintenance": {"uploadpurging": {
+        "enabled": True, "age": "3s", "interval": "1s"}}}})
+    abandoned = start(server.url, repo)
+    assert patch(abandoned, b"some bytes", 0).status_code == 202
+    active = start(server.url, repo)
+    time.sleep(2)
+    assert patch(active, b"still ", 0).status_code == 202  # activity keeps it alive
+    time.sleep(2)
+    assert patch(active, b"going", 6).status_code == 202
+    time.sleep(1.5)
+    r = requests.get(abandoned)
+    assert r.status_code == 404
+    assert error_code(r) == "BLOB_UPLOAD_UNKNOWN"
+    assert requests.get(active).headers["Range"] == "0-10"
+    assert "purged 1 stale uploads" in server.log.read_text()

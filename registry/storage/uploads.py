@@ -81,11 +81,15 @@ class UploadStore:
             lock = self._locks[upload_id] = asyncio.Lock()
         return lock
 
-    async def start(self, name: str, algorithm: str = CANONICAL) -> UploadState:
+    async def start(
+        self, name: str, algorithm: str = CANONICAL, announce: bool = True
+    ) -> UploadState:
+        """Open a session. `announce=False` (a monolithic push, finished in the same
+        request) skips the `startedat` marker: its data file appears with the first byte."""
         upload_id = str(uuid.uuid4())
-        started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        await self.driver.put(paths.upload_started(name, upload_id), started.encode())
-        await self.driver.put(paths.upload_data(name, upload_id), b"")
+        if announce:
+            started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            await self.driver.put(paths.upload_started(name, upload_id), started.encode())
         self._remember(upload_id, 0, algorithm, new_hasher(algorithm))
         return UploadState(name, upload_id, 0)
 
@@ -95,7 +99,11 @@ class UploadStore:
         try:
             info = await self.driver.stat(paths.upload_data(name, upload_id))
         except PathNotFoundError:
-            raise errors.BlobUploadUnknown(detail={"uuid": upload_id}) from None
+            try:  # announced, nothing written yet
+                await self.driver.stat(paths.upload_started(name, upload_id))
+            except PathNotFoundError:
+                raise errors.BlobUploadUnknown(detail={"uuid": upload_id}) from None
+            return UploadState(name, upload_id, 0)
         return UploadState(name, upload_id, info.size)
 
     async def append(
@@ -173,13 +181,14 @@ class UploadStore:
     async def commit(
         self, name: str, upload_id: str, digest: Digest,
         body: AsyncIterator[bytes] | None = None, start: int | None = None,
-        length: int | None = None,
+        length: int | None = None, started: UploadState | None = None,
     ) -> int:
         """Verify the digest, then make the blob visible in `name`. Returns its size.
 
         On a digest mismatch nothing becomes visible and the session is removed."""
         async with self._lock(upload_id):
-            state = await self.status(name, upload_id)
+            # `started`: a session this request opened unannounced (nothing stored yet)
+            state = started or await self.status(name, upload_id)
             if body is not None:
                 state = await self._append(state, body, start, length)
             _, hasher = await self._hasher(state, digest.algorithm)
@@ -232,27 +241,30 @@ class UploadStore:
         return algorithm, hasher
 
     async def purge(self, older_than: float, dry_run: bool = False) -> list[str]:
-        """Remove sessions started more than `older_than` seconds ago."""
+        """Remove sessions with no activity (data written, or started) for `older_than`
+        seconds."""
         try:
             entries = await self.driver.walk(
                 paths.REPOSITORIES, lambda d: d in ("_layers", "_manifests", "_referrers")
             )
         except PathNotFoundError:
             return []
-        cutoff = time.time() - older_than
-        purged = []
+        last_activity: dict[tuple[str, str], float] = {}
         for entry in entries:
             repo, marker, rest = entry.rpartition("/_uploads/")
-            if not marker or not rest.endswith("/startedat"):
+            upload_id, _, leaf = rest.partition("/")
+            if not marker or leaf not in ("data", "startedat"):
                 continue
-            upload_id = rest.split("/", 1)[0]
             try:
-                text = (await self.driver.get(f"{paths.REPOSITORIES}/{entry}")).decode()
-                started = datetime.strptime(text.strip(), "%Y-%m-%dT%H:%M:%SZ")
-                started_at = started.replace(tzinfo=UTC).timestamp()
-            except (PathNotFoundError, ValueError, UnicodeDecodeError):
+                info = await self.driver.stat(f"{paths.REPOSITORIES}/{entry}")
+            except PathNotFoundError:
                 continue
-            if started_at < cutoff:
+            key = (repo, upload_id)
+            last_activity[key] = max(last_activity.get(key, 0.0), info.modified)
+        cutoff = time.time() - older_than
+        purged = []
+        for (repo, upload_id), modified in sorted(last_activity.items()):
+            if modified < cutoff:
                 purged.append(f"{repo}/{upload_id}")
                 if not dry_run:
                     await self._remove(repo, upload_id)
