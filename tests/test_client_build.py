@@ -279,3 +279,16 @@ def test_cli_push_directory(berth: BerthServer, repo: str, tree: Path) -> None:
     assert first["digest"] == second["digest"]  # reproducible with SOURCE_DATE_EPOCH
     manifest = requests.get(f"{berth.url}/v2/{repo}/manifests/a").json()
     assert manifest["layers"][0]["mediaType"] == "application/vnd.oci.image.layer.v1.tar+zstd"
+
+
+async def test_docker_format(berth: BerthServer, repo: str, tree: Path) -> None:
+    async with Client() as client:
+        await client.build([tree], f"{berth.host}/{repo}:docker",
+                           spec=ImageSpec(format="docker", user="1000:1000"))
+    r = requests.get(f"{berth.url}/v2/{repo}/manifests/docker")
+    assert r.headers["Content-Type"] == DOCKER_MANIFEST
+    manifest = r.json()
+    assert manifest["config"]["mediaType"] == DOCKER_CONFIG
+    assert manifest["layers"][0]["mediaType"] == DOCKER_LAYER
+    config = requests.get(f"{berth.url}/v2/{repo}/blobs/{manifest['config']['digest']}").json()
+    assert config["config"]["User"] == "1000:1000"
