@@ -274,3 +274,12 @@ def test_abandoned_uploads_are_purged(make_berth: MakeBerth, repo: str) -> None:
     assert error_code(r) == "BLOB_UPLOAD_UNKNOWN"
     assert requests.get(active).headers["Range"] == "0-10"
     assert "purged 1 stale uploads" in server.log.read_text()
+
+
+def test_empty_blob_through_a_session(berth: BerthServer, repo: str) -> None:
+    location = start(berth.url, repo)
+    assert requests.get(location).headers["Range"] == "0-0"
+    r = requests.put(location, params={"digest": digest(b"")})
+    assert r.status_code == 201, r.text
+    got = requests.get(f"{berth.url}/v2/{repo}/blobs/{digest(b'')}")
+    assert got.status_code == 200 and got.content == b""

@@ -199,7 +199,12 @@ class UploadStore:
                     detail={"expected": str(digest), "actual": str(actual)}
                 )
             if await self.blobs.size(digest) is None:
-                await self.driver.move(paths.upload_data(name, upload_id), paths.blob_data(digest))
+                if state.offset == 0:  # nothing was ever written: there may be no data file
+                    await self.blobs.put(b"", digest)
+                else:
+                    await self.driver.move(
+                        paths.upload_data(name, upload_id), paths.blob_data(digest)
+                    )
             await self.blobs.link(name, digest)
             await self._remove(name, upload_id)
             return state.offset
