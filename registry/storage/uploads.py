@@ -147,12 +147,12 @@ class UploadStore:
                 pending = asyncio.ensure_future(consume(buf))
             if pending is not None:
                 await pending
-        finally:
+        except BaseException:
             if pending is not None and not pending.done():
                 await asyncio.wait([pending])
-            # What arrived before a failure stays: the client resumes from the offset. The
-            # hash stays usable when every buffer handed over was both written and hashed
-            # (a dropped connection); after a failed write it is rebuilt from storage.
+            # What arrived before the failure (a dropped connection) stays: the client
+            # resumes from the offset. The hash stays usable when every buffer handed over
+            # was both written and hashed; after a failed write it is rebuilt from storage.
             consistent = pending is None or pending.exception() is None
             try:
                 await appender.commit()
@@ -161,22 +161,18 @@ class UploadStore:
                     self._remember(state.id, appender.size, algorithm, hasher)
                 else:
                     self._hashers.pop(state.id, None)
+            raise
         received = appender.size - state.offset
         if length is not None and received != length:
-            await self._truncate(state)
+            await appender.abort()  # a refused chunk leaves the session as it was
+            self._hashers.pop(state.id, None)
             raise errors.BlobUploadInvalid(
                 "the chunk does not match its Content-Range",
                 detail={"expected": length, "received": received},
             )
-        return UploadState(state.name, state.id, appender.size)
-
-    async def _truncate(self, state: UploadState) -> None:
-        """Cut the session back to `state.offset` (a refused chunk)."""
-        appender = await self.driver.appender(
-            paths.upload_data(state.name, state.id), resume_at=state.offset
-        )
         await appender.commit()
-        self._hashers.pop(state.id, None)
+        self._remember(state.id, appender.size, algorithm, hasher)
+        return UploadState(state.name, state.id, appender.size)
 
     async def commit(
         self, name: str, upload_id: str, digest: Digest,

@@ -31,7 +31,8 @@ class FileInfo:
 
 
 class Appender(abc.ABC):
-    """An open stream that appends to one object; nothing is durable before `commit`."""
+    """An open stream that appends to one object. What is written counts once `commit`
+    returns; `abort` drops it, leaving the object as it was when opened."""
 
     size: int  # bytes in the object, including those there before it was opened
 
@@ -43,8 +44,8 @@ class Appender(abc.ABC):
         """Make everything written durable and release the stream."""
 
     @abc.abstractmethod
-    async def close(self) -> None:
-        """Release the stream; what was written may or may not persist."""
+    async def abort(self) -> None:
+        """Drop what was written since opening and release the stream."""
 
 
 class StorageDriver(abc.ABC):

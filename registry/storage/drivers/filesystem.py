@@ -34,6 +34,7 @@ def _fsync_dir(path: Path) -> None:
 class _FileAppender(Appender):
     def __init__(self, driver: FilesystemDriver, fobj: BinaryIO, size: int) -> None:
         self._driver, self._file, self.size = driver, fobj, size
+        self._opened_at = size
 
     async def write(self, data: bytes) -> None:
         await self._driver.run(self._file.write, data)
@@ -48,8 +49,16 @@ class _FileAppender(Appender):
     async def commit(self) -> None:
         await self._driver.run(self._commit)
 
-    async def close(self) -> None:
-        await self._driver.run(self._file.close)
+    def _abort(self) -> None:
+        try:
+            self._file.flush()
+            self._file.truncate(self._opened_at)
+        finally:
+            self._file.close()
+
+    async def abort(self) -> None:
+        await self._driver.run(self._abort)
+        self.size = self._opened_at
 
 
 class FilesystemDriver(StorageDriver):
