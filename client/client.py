@@ -45,9 +45,9 @@ class Client:
         session = self._sessions.get(host)
         if session is None:
             creds = self.credentials.get(host) or self.default_credentials
-            if creds is None:
-                creds = load_credentials(host, self.auth_file)
-            session = self._sessions[host] = RegistrySession(host, creds, self.options)
+            found = creds if creds is not None else (
+                lambda: load_credentials(host, self.auth_file))
+            session = self._sessions[host] = RegistrySession(host, found, self.options)
         return session
 
     def repository(self, reference: Reference) -> RemoteRepository:

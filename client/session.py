@@ -16,7 +16,7 @@ import logging
 import random
 import ssl
 import time
-from collections.abc import AsyncIterable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -82,11 +82,18 @@ class RegistrySession:
     """Authenticated HTTP to one registry host (`host[:port]`)."""
 
     def __init__(
-        self, host: str, credentials: Credentials | None = None,
+        self, host: str, credentials: Credentials | Callable[[], Credentials | None] | None = None,
         options: TransportOptions | None = None, http: aiohttp.ClientSession | None = None,
     ) -> None:
         self.host = host
-        self.credentials = credentials
+        # Credentials, or how to find them (a Docker config file, maybe a credential helper
+        # process): looked up once, off the event loop, when the registry first asks.
+        self.credentials: Credentials | None = None
+        self._find_credentials: Callable[[], Credentials | None] | None = None
+        if callable(credentials):
+            self._find_credentials = credentials
+        else:
+            self.credentials = credentials
         self.options = options or TransportOptions()
         # Loopback registries are treated as Docker treats insecure ones: HTTPS without
         # verification first, plain HTTP when TLS is not spoken there.
@@ -152,6 +159,9 @@ class RegistrySession:
             async with response:
                 if response.status == 401:
                     self._challenge = self._pick(response)
+                    if self._find_credentials is not None:
+                        self.credentials = await asyncio.to_thread(self._find_credentials)
+                        self._find_credentials = None
                 elif response.status >= 400 and response.status != 404:
                     raise RegistryError(response.status, "GET", str(response.url),
                                         await _json_or_none(response))
