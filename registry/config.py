@@ -77,8 +77,13 @@ class MaintenanceSettings(Section):
     readonly: Any = None
 
 
+class InMemorySettings(Section):
+    """No settings: content lives in the process and is lost when it exits."""
+
+
 class StorageSettings(Section):
     filesystem: FilesystemSettings | None = None
+    inmemory: InMemorySettings | None = None
     delete: DeleteSettings = DeleteSettings()
     maintenance: MaintenanceSettings = MaintenanceSettings()
     cache: Any = None
@@ -86,10 +91,16 @@ class StorageSettings(Section):
     tag: Any = None
 
     @model_validator(mode="after")
-    def _default_driver(self) -> StorageSettings:
-        if self.filesystem is None:
+    def _one_driver(self) -> StorageSettings:
+        if self.filesystem is not None and self.inmemory is not None:
+            raise ValueError("configure one storage driver: filesystem or inmemory")
+        if self.filesystem is None and self.inmemory is None:
             object.__setattr__(self, "filesystem", FilesystemSettings())
         return self
+
+    @property
+    def driver(self) -> str:
+        return "inmemory" if self.inmemory is not None else "filesystem"
 
 
 class HTTPSettings(Section):
@@ -172,8 +183,7 @@ class Config(Section):
 
     @property
     def filesystem(self) -> FilesystemSettings:
-        assert self.storage.filesystem is not None
-        return self.storage.filesystem
+        return self.storage.filesystem or FilesystemSettings()
 
 
 def split_address(addr: str) -> tuple[str, int]:
@@ -214,6 +224,7 @@ def _format_error(exc: ValidationError) -> str:
     first = errors[0]
     key = ".".join(str(p) for p in first["loc"]) or "(top level)"
     message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
+    message = message.removeprefix("Value error, ")
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     return f"{key}: {message}{more}"
 

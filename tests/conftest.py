@@ -21,6 +21,22 @@ def berth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BerthServer]:
     server.stop()
 
 
+STORAGE_DRIVERS = {
+    "filesystem": {},
+    "inmemory": {"storage": {"inmemory": {}}},
+}
+
+
+@pytest.fixture(scope="session", params=sorted(STORAGE_DRIVERS))
+def registry_server(request: pytest.FixtureRequest,
+                    tmp_path_factory: pytest.TempPathFactory) -> Iterator[BerthServer]:
+    """One registry per storage driver: API tests that ask for it run against each."""
+    server = BerthServer(tmp_path_factory.mktemp(f"berth-{request.param}"),
+                         STORAGE_DRIVERS[request.param]).start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def make_berth(tmp_path: Path) -> Iterator[MakeBerth]:
     """Start a registry of the test's own, with config overrides."""

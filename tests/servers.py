@@ -98,6 +98,8 @@ class BerthServer(ServerProcess):
             "log": {"level": "info"},
         }
         _merge(config, self.config)
+        if "inmemory" in config["storage"]:  # type: ignore[operator]
+            del config["storage"]["filesystem"]  # type: ignore[attr-defined]
         config_file.write_text(yaml.safe_dump(config))
         env = {k: v for k, v in os.environ.items() if not k.startswith("BERTH_")}
         self._spawn(

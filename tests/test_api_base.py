@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import requests
 
+from .drivers import berth_on_every_driver  # noqa: F401 - the `berth` fixture
 from .helpers import error_code
 from .servers import BerthServer
 

@@ -8,6 +8,7 @@ import pytest
 import requests
 
 from .conftest import MakeBerth
+from .drivers import berth_on_every_driver  # noqa: F401 - the `berth` fixture
 from .helpers import digest, error_code, push_blob
 from .servers import BerthServer
 
@@ -119,6 +120,10 @@ def test_delete_unlinks_from_repository_only(berth: BerthServer, repo: str) -> N
     assert requests.get(f"{berth.url}/v2/{repo}-b/blobs/{d}").content == data
     r = requests.delete(f"{berth.url}/v2/{repo}/blobs/{d}")
     assert r.status_code == 404
+    # that was the repository's only content: the repository is gone with it
+    assert error_code(r) == "NAME_UNKNOWN"
+    push_blob(berth.url, repo, b"something else")
+    r = requests.delete(f"{berth.url}/v2/{repo}/blobs/{d}")
     assert error_code(r) == "BLOB_UNKNOWN"
 
 

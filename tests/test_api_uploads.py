@@ -10,6 +10,7 @@ import pytest
 import requests
 
 from .conftest import MakeBerth
+from .drivers import berth_on_every_driver  # noqa: F401 - the `berth` fixture
 from .helpers import digest, error_code, push_blob
 from .servers import BerthServer
 

@@ -9,6 +9,7 @@ import pytest
 import requests
 
 from .conftest import MakeBerth
+from .drivers import berth_on_every_driver  # noqa: F401 - the `berth` fixture
 from .helpers import (
     DOCKER_CONFIG,
     DOCKER_FOREIGN,

@@ -43,6 +43,10 @@ class Registry:
 
 
 def open_driver(config: Config) -> StorageDriver:
+    if config.storage.driver == "inmemory":
+        from .drivers.memory import MemoryDriver
+
+        return MemoryDriver()
     fs = config.filesystem
     return FilesystemDriver(fs.rootdirectory, fs.maxthreads, fsync=config.berth.fsync)
 

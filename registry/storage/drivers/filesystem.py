@@ -1,5 +1,8 @@
 """Local-disk driver: every blocking call runs on the driver's own thread pool.
 
+Directories are implied by the files in them, as keys in an object store: deleting the last
+file of a directory removes the directory (and its emptied parents).
+
 Writes are crash-safe: content goes to a temporary file in the destination directory,
 is fsynced, renamed over the destination, and the directory is fsynced.
 """
@@ -88,8 +91,32 @@ class FilesystemDriver(StorageDriver):
     async def get(self, path: str) -> bytes:
         return await self.run(self._path(path).read_bytes)
 
+    def _in_directory(self, target: Path, operation: Callable[[], T]) -> T:
+        """Run `operation` once `target`'s directory exists. Directories are implied by the
+        objects in them (empty ones are pruned on delete), so a concurrent delete may remove
+        it between the mkdir and the operation: then make it again."""
+        for attempt in range(5):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                return operation()
+            except FileNotFoundError:
+                if attempt == 4 or target.parent.exists():
+                    raise
+        raise AssertionError("unreachable")
+
+    def _prune(self, directory: Path) -> None:
+        """Remove empty directories from `directory` up to (not including) the root."""
+        while directory != self.root and self.root in directory.parents:
+            try:
+                directory.rmdir()
+            except OSError:  # not empty (or already gone): stop
+                return
+            directory = directory.parent
+
     def _put(self, target: Path, data: bytes) -> None:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        self._in_directory(target, lambda: self._put_in(target, data))
+
+    def _put_in(self, target: Path, data: bytes) -> None:
         tmp = target.with_name(f".tmp-{uuid.uuid4().hex}")
         try:
             with open(tmp, "wb") as fobj:
@@ -153,16 +180,17 @@ class FilesystemDriver(StorageDriver):
         return await self.run(self._walk, top, prune)
 
     def _move(self, source: Path, destination: Path) -> None:
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(source, destination)
+        if not source.exists():
+            raise FileNotFoundError(2, "No such file or directory", str(source))
+        self._in_directory(destination, lambda: os.replace(source, destination))
         if self.fsync:
             _fsync_dir(destination.parent)
+        self._prune(source.parent)
 
     async def move(self, source: str, destination: str) -> None:
         await self.run(self._move, self._path(source), self._path(destination))
 
-    @staticmethod
-    def _delete(target: Path) -> None:
+    def _delete(self, target: Path) -> None:
         try:
             if target.is_dir() and not target.is_symlink():
                 shutil.rmtree(target)
@@ -170,6 +198,7 @@ class FilesystemDriver(StorageDriver):
                 target.unlink()
         except FileNotFoundError:
             pass
+        self._prune(target.parent)
 
     async def delete(self, path: str) -> None:
         await self.run(self._delete, self._path(path))
@@ -193,8 +222,7 @@ class FilesystemDriver(StorageDriver):
             await self.run(fobj.close)
 
     def _open_append(self, target: Path, resume_at: int | None) -> tuple[BinaryIO, int]:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fobj = open(target, "ab")
+        fobj: BinaryIO = self._in_directory(target, lambda: open(target, "ab"))
         try:
             size = fobj.seek(0, os.SEEK_END)
             if resume_at is not None and resume_at != size:

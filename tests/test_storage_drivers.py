@@ -1,0 +1,111 @@
+"""The storage-driver contract, checked against every driver: registry semantics rely on
+exactly these behaviours, so a new backend passes here before anything else."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from registry.storage.drivers.base import PathNotFoundError, StorageDriver
+from registry.storage.drivers.filesystem import FilesystemDriver
+from registry.storage.drivers.memory import MemoryDriver
+
+
+@pytest.fixture(params=["filesystem", "inmemory"])
+async def driver(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StorageDriver]:
+    instance: StorageDriver = (
+        FilesystemDriver(tmp_path / "root") if request.param == "filesystem" else MemoryDriver()
+    )
+    yield instance
+    await instance.close()
+
+
+async def read_all(driver: StorageDriver, path: str, offset: int = 0,
+                   length: int | None = None) -> bytes:
+    return b"".join([c async for c in driver.reader(path, offset, length)])
+
+
+async def test_put_get_stat(driver: StorageDriver) -> None:
+    await driver.put("a/b/c", b"hello")
+    assert await driver.get("a/b/c") == b"hello"
+    info = await driver.stat("a/b/c")
+    assert (info.size, info.is_dir) == (5, False)
+    assert (await driver.stat("a/b")).is_dir
+    await driver.put("a/b/c", b"replaced")
+    assert await driver.get("a/b/c") == b"replaced"
+    for missing in ("a/x", "nothing/here"):
+        with pytest.raises(PathNotFoundError):
+            await driver.get(missing)
+        with pytest.raises(PathNotFoundError):
+            await driver.stat(missing)
+
+
+async def test_list_and_walk(driver: StorageDriver) -> None:
+    for key in ("r/one/_layers/x", "r/one/_manifests/y", "r/two/three/_layers/z", "r/f"):
+        await driver.put(key, b"")
+    assert await driver.list_dir("r") == ["f", "one", "two"]
+    with pytest.raises(PathNotFoundError):
+        await driver.list_dir("r/nope")
+    walked = await driver.walk("r", lambda name: name.startswith("_"))
+    assert sorted(walked) == sorted([
+        "f", "one", "one/_layers", "one/_manifests", "two", "two/three", "two/three/_layers"])
+
+
+async def test_move_and_delete(driver: StorageDriver) -> None:
+    await driver.put("up/data", b"blob")
+    await driver.put("blobs/x/data", b"old")
+    await driver.move("up/data", "blobs/x/data")
+    assert await driver.get("blobs/x/data") == b"blob"
+    with pytest.raises(PathNotFoundError):
+        await driver.get("up/data")
+    await driver.put("tree/a/1", b"1")
+    await driver.put("tree/a/2", b"2")
+    await driver.put("tree/b", b"3")
+    await driver.delete("tree/a")
+    assert await driver.list_dir("tree") == ["b"]
+    await driver.delete("tree/never")  # missing paths are fine
+    await driver.delete("tree/b")  # directories are implied: the last file takes it along
+    for gone in ("tree", "tree/a"):
+        with pytest.raises(PathNotFoundError):
+            await driver.stat(gone)
+        with pytest.raises(PathNotFoundError):
+            await driver.list_dir(gone)
+    await driver.put("tree/again", b"")  # and it comes back with the next one
+    assert await driver.list_dir("tree") == ["again"]
+
+
+async def test_reader_offsets(driver: StorageDriver) -> None:
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    await driver.put("big", data)
+    assert await read_all(driver, "big") == data
+    assert await read_all(driver, "big", 1_000_000) == data[1_000_000:]
+    assert await read_all(driver, "big", 5, 10) == data[5:15]
+
+
+async def test_appender_commit_abort_resume(driver: StorageDriver) -> None:
+    appender = await driver.appender("u/data")
+    assert appender.size == 0
+    await appender.write(b"abc")
+    await appender.write(b"def")
+    assert appender.size == 6
+    await appender.commit()
+    assert await driver.get("u/data") == b"abcdef"
+    refused = await driver.appender("u/data")
+    await refused.write(b"not wanted")
+    await refused.abort()
+    assert await driver.get("u/data") == b"abcdef"
+    resumed = await driver.appender("u/data", resume_at=4)  # a torn tail is cut off
+    assert resumed.size == 4
+    await resumed.write(b"XY")
+    await resumed.commit()
+    assert await driver.get("u/data") == b"abcdXY"
+    assert (await driver.stat("u/data")).size == 6
+
+
+async def test_paths_cannot_escape(driver: StorageDriver) -> None:
+    for bad in ("../x", "a/../../b", "a//b", "./a"):
+        with pytest.raises(ValueError, match="unsafe"):
+            await driver.put(bad, b"")
