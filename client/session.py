@@ -17,7 +17,7 @@ import random
 import ssl
 import time
 from collections.abc import AsyncIterable, Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -45,7 +45,6 @@ class TransportOptions:
     connect_timeout: float = 30.0
     read_timeout: float = 300.0
     user_agent: str = USER_AGENT
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 def is_loopback(host: str) -> bool:

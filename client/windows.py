@@ -47,11 +47,6 @@ def layer_path(relative: str) -> str:
     return f"{FILES}/{relative}"
 
 
-def type_mode(st_mode: int) -> int:
-    """Only the file-type bits, as Windows layers carry them."""
-    return stat.S_IFMT(st_mode)
-
-
 def attributes(st_mode: int, target_is_dir: bool = False) -> int:
     if stat.S_ISDIR(st_mode):
         return FILE_ATTRIBUTE_DIRECTORY

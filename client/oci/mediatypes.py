@@ -42,10 +42,6 @@ def is_foreign(media_type: str) -> bool:
     return media_type.startswith(_FOREIGN_PREFIXES)
 
 
-def is_manifest(media_type: str) -> bool:
-    return media_type in MANIFESTS
-
-
 def base_type(content_type: str | None) -> str:
     """A Content-Type header without parameters, lower-cased (`a/b; charset=x` -> `a/b`)."""
     if not content_type:

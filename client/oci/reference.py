@@ -31,12 +31,6 @@ def is_valid_tag(tag: str) -> bool:
     return TAG_RE.match(tag) is not None
 
 
-def check_name(name: str) -> str:
-    if not is_valid_name(name):
-        raise ReferenceError(f"invalid repository name {name!r}")
-    return name
-
-
 @dataclass(frozen=True, slots=True)
 class Reference:
     """`host[:port]/repository[:tag][@digest]`, with Docker Hub defaults filled in."""
@@ -57,9 +51,6 @@ class Reference:
         if self.digest is not None:
             return str(self.digest)
         return self.tag or DEFAULT_TAG
-
-    def with_identifier(self, tag: str | None = None, digest: Digest | None = None) -> Reference:
-        return Reference(self.registry, self.repository, tag, digest)
 
     def __str__(self) -> str:
         out = f"{self.registry}/{self.repository}"
