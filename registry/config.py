@@ -27,7 +27,11 @@ IGNORED_SECTIONS = {
     ("version",), ("health",), ("redis",), ("proxy",), ("compatibility",), ("reporting",),
     ("http", "secret"), ("http", "headers"), ("http", "debug"), ("http", "relativeurls"),
     ("http", "host"), ("http", "http2"), ("log", "fields"), ("log", "hooks"),
-    ("storage", "cache"), ("storage", "redirect"), ("storage", "tag"),
+    ("storage", "cache"), ("storage", "tag"), ("storage", "s3", "secure"),
+    ("storage", "s3", "v4auth"), ("storage", "s3", "skipverify"),
+    ("storage", "s3", "multipartcopychunksize"), ("storage", "s3", "multipartcopymaxconcurrency"),
+    ("storage", "s3", "multipartcopythresholdsize"), ("storage", "s3", "useragent"),
+    ("storage", "s3", "usedualstack"), ("storage", "s3", "loglevel"),
     ("storage", "maintenance", "readonly"),
 }
 
@@ -77,6 +81,34 @@ class MaintenanceSettings(Section):
     readonly: Any = None
 
 
+class S3Settings(Section):
+    bucket: str
+    region: str = "us-east-1"
+    regionendpoint: str | None = None  # a custom endpoint (RGW, MinIO, moto)
+    accesskey: str | None = None  # none: the standard AWS credential chain
+    secretkey: str | None = None
+    rootdirectory: str = ""  # a key prefix inside the bucket
+    forcepathstyle: bool = False
+    chunksize: int = Field(10 * MiB, ge=5 * MiB)  # first part size; grows past 1,000 parts
+    encrypt: bool = False
+    keyid: str | None = None
+    storageclass: str | None = None
+    maxthreads: int = Field(32, ge=4, le=1024)  # Berth: thread and connection pool size
+    secure: Any = None
+    v4auth: Any = None
+    skipverify: Any = None
+    multipartcopychunksize: Any = None
+    multipartcopymaxconcurrency: Any = None
+    multipartcopythresholdsize: Any = None
+    useragent: Any = None
+    usedualstack: Any = None
+    loglevel: Any = None
+
+
+class RedirectSettings(Section):
+    disable: bool = False  # blob GETs answer 307 to a presigned URL when the driver can
+
+
 class InMemorySettings(Section):
     """No settings: content lives in the process and is lost when it exits."""
 
@@ -84,23 +116,25 @@ class InMemorySettings(Section):
 class StorageSettings(Section):
     filesystem: FilesystemSettings | None = None
     inmemory: InMemorySettings | None = None
+    s3: S3Settings | None = None
     delete: DeleteSettings = DeleteSettings()
     maintenance: MaintenanceSettings = MaintenanceSettings()
+    redirect: RedirectSettings = RedirectSettings()
     cache: Any = None
-    redirect: Any = None
     tag: Any = None
 
     @model_validator(mode="after")
     def _one_driver(self) -> StorageSettings:
-        if self.filesystem is not None and self.inmemory is not None:
-            raise ValueError("configure one storage driver: filesystem or inmemory")
-        if self.filesystem is None and self.inmemory is None:
+        chosen = [d for d in ("filesystem", "inmemory", "s3") if getattr(self, d) is not None]
+        if len(chosen) > 1:
+            raise ValueError(f"configure one storage driver, not {' and '.join(chosen)}")
+        if not chosen:
             object.__setattr__(self, "filesystem", FilesystemSettings())
         return self
 
     @property
     def driver(self) -> str:
-        return "inmemory" if self.inmemory is not None else "filesystem"
+        return next(d for d in ("s3", "inmemory", "filesystem") if getattr(self, d) is not None)
 
 
 class HTTPSettings(Section):

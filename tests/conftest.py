@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,18 +22,31 @@ def berth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BerthServer]:
     server.stop()
 
 
-STORAGE_DRIVERS = {
-    "filesystem": {},
-    "inmemory": {"storage": {"inmemory": {}}},
-}
+STORAGE_DRIVERS = ["filesystem", "inmemory", "s3"]
+_s3_prefixes = itertools.count()
 
 
-@pytest.fixture(scope="session", params=sorted(STORAGE_DRIVERS))
+def s3_config(endpoint: S3Endpoint, redirect: bool = False) -> dict[str, Any]:
+    """`storage` for a Berth on moto, under a key prefix of its own."""
+    return {"storage": {
+        "s3": {"bucket": endpoint.bucket, "region": endpoint.region,
+               "regionendpoint": endpoint.url, "accesskey": endpoint.access_key,
+               "secretkey": endpoint.secret_key, "forcepathstyle": True,
+               "rootdirectory": f"berth-{next(_s3_prefixes)}"},
+        "redirect": {"disable": not redirect},
+    }}
+
+
+@pytest.fixture(scope="session", params=STORAGE_DRIVERS)
 def registry_server(request: pytest.FixtureRequest,
                     tmp_path_factory: pytest.TempPathFactory) -> Iterator[BerthServer]:
     """One registry per storage driver: API tests that ask for it run against each."""
-    server = BerthServer(tmp_path_factory.mktemp(f"berth-{request.param}"),
-                         STORAGE_DRIVERS[request.param]).start()
+    config: dict[str, Any] = {}
+    if request.param == "inmemory":
+        config = {"storage": {"inmemory": {}}}
+    elif request.param == "s3":
+        config = s3_config(request.getfixturevalue("moto_s3"))
+    server = BerthServer(tmp_path_factory.mktemp(f"berth-{request.param}"), config).start()
     yield server
     server.stop()
 
@@ -68,4 +82,30 @@ def distribution(tmp_path: Path) -> Iterator[DistributionServer]:
         pytest.skip("docker-registry is not installed (CI installs it)")
     server = DistributionServer(tmp_path).start()
     yield server
+    server.stop()
+
+
+@dataclass(frozen=True)
+class S3Endpoint:
+    url: str
+    bucket: str
+    access_key: str = "berth-test"
+    secret_key: str = "berth-test-secret"
+    region: str = "us-east-1"
+
+
+@pytest.fixture(scope="session")
+def moto_s3() -> Iterator[S3Endpoint]:
+    """moto's S3 in server mode: a separate HTTP server on loopback, spoken to by boto3."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = S3Endpoint(f"http://{host}:{port}", "berth")
+    boto3.client("s3", endpoint_url=endpoint.url, region_name=endpoint.region,
+                 aws_access_key_id=endpoint.access_key,
+                 aws_secret_access_key=endpoint.secret_key).create_bucket(Bucket=endpoint.bucket)
+    yield endpoint
     server.stop()

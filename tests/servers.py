@@ -98,7 +98,7 @@ class BerthServer(ServerProcess):
             "log": {"level": "info"},
         }
         _merge(config, self.config)
-        if "inmemory" in config["storage"]:  # type: ignore[operator]
+        if {"inmemory", "s3"} & set(config["storage"]):  # type: ignore[arg-type]
             del config["storage"]["filesystem"]  # type: ignore[attr-defined]
         config_file.write_text(yaml.safe_dump(config))
         env = {k: v for k, v in os.environ.items() if not k.startswith("BERTH_")}

@@ -698,10 +698,13 @@ def second_process(berth: BerthServer,
                    tmp_path_factory: pytest.TempPathFactory) -> Iterator[BerthServer]:
     """A second `berth serve` on the shared server's storage, with deletion disabled: a
     process that has seen none of the pushes (as after a restart)."""
-    if not berth.root.exists():
+    storage = dict(berth.config.get("storage", {}))
+    if "inmemory" in storage:
         pytest.skip("the in-memory driver's storage cannot be shared with a second process")
-    server = BerthServer(tmp_path_factory.mktemp("second"), {"storage": {
-        "filesystem": {"rootdirectory": str(berth.root)}, "delete": {"enabled": False}}})
+    if "s3" not in storage:
+        storage["filesystem"] = {"rootdirectory": str(berth.root)}
+    storage["delete"] = {"enabled": False}
+    server = BerthServer(tmp_path_factory.mktemp("second"), {"storage": storage})
     yield server.start()
     server.stop()
 

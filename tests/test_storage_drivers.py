@@ -3,6 +3,7 @@ exactly these behaviours, so a new backend passes here before anything else."""
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,13 +13,25 @@ import pytest
 from registry.storage.drivers.base import PathNotFoundError, StorageDriver
 from registry.storage.drivers.filesystem import FilesystemDriver
 from registry.storage.drivers.memory import MemoryDriver
+from registry.storage.drivers.s3 import S3Driver, part_size
+
+from .conftest import S3Endpoint
+
+_prefixes = itertools.count()
 
 
-@pytest.fixture(params=["filesystem", "inmemory"])
+@pytest.fixture(params=["filesystem", "inmemory", "s3"])
 async def driver(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StorageDriver]:
-    instance: StorageDriver = (
-        FilesystemDriver(tmp_path / "root") if request.param == "filesystem" else MemoryDriver()
-    )
+    instance: StorageDriver
+    if request.param == "filesystem":
+        instance = FilesystemDriver(tmp_path / "root")
+    elif request.param == "inmemory":
+        instance = MemoryDriver()
+    else:
+        s3: S3Endpoint = request.getfixturevalue("moto_s3")
+        instance = S3Driver(s3.bucket, endpoint=s3.url, region=s3.region,
+                            access_key=s3.access_key, secret_key=s3.secret_key,
+                            prefix=f"contract-{next(_prefixes)}", path_style=True)
     yield instance
     await instance.close()
 
@@ -109,3 +122,35 @@ async def test_paths_cannot_escape(driver: StorageDriver) -> None:
     for bad in ("../x", "a/../../b", "a//b", "./a"):
         with pytest.raises(ValueError, match="unsafe"):
             await driver.put(bad, b"")
+
+
+async def test_appends_of_every_size(driver: StorageDriver) -> None:
+    """Appends below, at and above S3's 5 MiB part minimum, assembled by a move."""
+    sizes = [100, 6 * 1024 * 1024, 3, 11 * 1024 * 1024, 1024 * 1024, 0, 7]
+    chunks = [os.urandom(n) for n in sizes]
+    offset = 0
+    for chunk in chunks:
+        appender = await driver.appender("up/data", resume_at=offset)
+        for start in range(0, len(chunk), 700_000):
+            await appender.write(chunk[start : start + 700_000])
+        await appender.commit()
+        offset += len(chunk)
+        assert (await driver.stat("up/data")).size == offset
+    whole = b"".join(chunks)
+    assert await read_all(driver, "up/data", 6_000_000, 2_000_000) == whole[6_000_000:8_000_000]
+    assert await driver.list_dir("up") == ["data"]
+    await driver.move("up/data", "blobs/b/data")
+    assert await read_all(driver, "blobs/b/data") == whole
+    assert (await driver.stat("blobs/b/data")).size == len(whole)
+    with pytest.raises(PathNotFoundError):
+        await driver.stat("up/data")
+
+
+def test_part_sizes_reach_terabytes() -> None:
+    base = 10 * 1024 * 1024
+    assert part_size(1, base) == part_size(1000, base) == base
+    assert part_size(1001, base) == 2 * base
+    assert part_size(10_000, base) == 512 * base
+    assert part_size(10_000, 1024**3) == 5 * 1024**3  # capped at S3's part maximum
+    largest = sum(part_size(n, base) for n in range(1, 10_001))
+    assert largest > 9 * 1024**4  # fixed 10 MiB parts stop at ~98 GiB

@@ -28,7 +28,8 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
         if etag_matches(request.headers.get("If-None-Match"), headers["ETag"]):
             await reg.blobs.stat(name, digest)
             return web.Response(status=304, headers=headers)
-        content = await reg.blobs.open(name, digest, redirect=False)
+        redirect = not config(request).storage.redirect.disable
+        content = await reg.blobs.open(name, digest, redirect=redirect)
     except errors.BlobUnknown as exc:
         await name_known(request, name, exc)
     return await send_blob(request, content, reg.driver, headers)

@@ -47,6 +47,16 @@ def open_driver(config: Config) -> StorageDriver:
         from .drivers.memory import MemoryDriver
 
         return MemoryDriver()
+    if config.storage.s3 is not None:
+        from .drivers.s3 import S3Driver
+
+        s3 = config.storage.s3
+        return S3Driver(
+            s3.bucket, region=s3.region, endpoint=s3.regionendpoint, access_key=s3.accesskey,
+            secret_key=s3.secretkey, prefix=s3.rootdirectory, path_style=s3.forcepathstyle,
+            max_threads=s3.maxthreads, chunk_size=s3.chunksize, encrypt=s3.encrypt,
+            kms_key_id=s3.keyid, storage_class=s3.storageclass,
+        )
     fs = config.filesystem
     return FilesystemDriver(fs.rootdirectory, fs.maxthreads, fsync=config.berth.fsync)
 
