@@ -112,3 +112,41 @@ def test_restart_of_every_replica_keeps_sessions(make_berth: MakeBerth, moto_s3:
                      headers={"Content-Range": f"{MiB}-{len(data) - 1}"})
     assert r.status_code == 201
     assert requests.get(f"{server.url}/v2/app/blobs/{digest(data)}").content == data
+
+
+def test_storage_outage_is_503_then_recovers(make_berth: MakeBerth,
+                                             moto_s3: S3Endpoint) -> None:
+    """S3 goes away in the middle of an upload: a clear 503 with Retry-After (no hang, no
+    500); when it is back, the upload continues and the registry is consistent."""
+    from moto.server import ThreadedMotoServer
+
+    outage = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    outage.start()
+    host, port = outage.get_host_and_port()
+    endpoint = S3Endpoint(f"http://{host}:{port}", moto_s3.bucket)  # same (in-process) state
+    server = make_berth(s3_config(endpoint))
+    data = os.urandom(6 * MiB)
+    path = requests.post(f"{server.url}/v2/app/blobs/uploads/").headers["Location"]
+    half = 3 * MiB
+    assert requests.patch(server.url + path, data=data[:half],
+                          headers={"Content-Range": f"0-{half - 1}"}).status_code == 202
+    outage.stop()
+    r = requests.patch(server.url + path, data=data[half:],
+                       headers={"Content-Range": f"{half}-{len(data) - 1}"}, timeout=60)
+    assert r.status_code == 503
+    assert error_code(r) == "UNAVAILABLE"
+    assert int(r.headers["Retry-After"]) > 0
+    assert "Traceback" not in r.text
+    back = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    back.start()
+    try:
+        status = requests.get(server.url + path)
+        assert status.status_code == 204
+        offset = int(status.headers["Range"].split("-")[1]) + 1
+        assert offset == half  # the failed chunk left nothing
+        r = requests.put(server.url + path, params={"digest": digest(data)}, data=data[offset:],
+                         headers={"Content-Range": f"{offset}-{len(data) - 1}"})
+        assert r.status_code == 201, r.text
+        assert requests.get(f"{server.url}/v2/app/blobs/{digest(data)}").content == data
+    finally:
+        back.stop()
