@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from .servers import BerthServer, DistributionServer
+from .servers import ROOT, BerthServer, DistributionServer
 
 _names = itertools.count()
 MakeBerth = Callable[..., BerthServer]
@@ -22,7 +22,8 @@ def berth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BerthServer]:
     server.stop()
 
 
-STORAGE_DRIVERS = ["filesystem", "inmemory", "s3"]
+STORAGE_DRIVERS = ["filesystem", "inmemory", "s3",
+                   pytest.param("s3-rgw", marks=pytest.mark.rgw)]
 _s3_prefixes = itertools.count()
 
 
@@ -46,6 +47,8 @@ def registry_server(request: pytest.FixtureRequest,
         config = {"storage": {"inmemory": {}}}
     elif request.param == "s3":
         config = s3_config(request.getfixturevalue("moto_s3"))
+    elif request.param == "s3-rgw":
+        config = s3_config(request.getfixturevalue("rgw_s3"))
     server = BerthServer(tmp_path_factory.mktemp(f"berth-{request.param}"), config).start()
     yield server
     server.stop()
@@ -109,3 +112,36 @@ def moto_s3() -> Iterator[S3Endpoint]:
                  aws_secret_access_key=endpoint.secret_key).create_bucket(Bucket=endpoint.bucket)
     yield endpoint
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def rgw_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint]:
+    """Ceph's RADOS Gateway (real S3, real SigV4) on loopback: a single-node cluster that
+    deploy/rgw/rgw.py starts from Debian's packages and stops by PID."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    import boto3
+
+    if shutil.which("radosgw") is None or shutil.which("ceph-osd") is None:
+        pytest.skip("Ceph (ceph-mon, ceph-osd, radosgw) is not installed (CI installs it)")
+    script = ROOT / "deploy" / "rgw" / "rgw.py"
+    state = tmp_path_factory.mktemp("rgw") / "cluster"
+    started = subprocess.run([sys.executable, str(script), "start", str(state)],
+                             capture_output=True, text=True, timeout=180)
+    if started.returncode != 0:
+        raise RuntimeError(f"rgw.py start failed: {started.stderr}")
+    info = json.loads(started.stdout.strip().splitlines()[-1])
+    endpoint = S3Endpoint(info["endpoint"], "berth", info["access_key"], info["secret_key"],
+                          info["region"])
+    try:
+        boto3.client("s3", endpoint_url=endpoint.url, region_name=endpoint.region,
+                     aws_access_key_id=endpoint.access_key,
+                     aws_secret_access_key=endpoint.secret_key).create_bucket(
+                         Bucket=endpoint.bucket)
+        yield endpoint
+    finally:
+        subprocess.run([sys.executable, str(script), "stop", str(state)],
+                       capture_output=True, timeout=120)

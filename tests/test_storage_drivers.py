@@ -20,7 +20,8 @@ from .conftest import S3Endpoint
 _prefixes = itertools.count()
 
 
-@pytest.fixture(params=["filesystem", "inmemory", "s3"])
+@pytest.fixture(params=["filesystem", "inmemory", "s3",
+                        pytest.param("s3-rgw", marks=pytest.mark.rgw)])
 async def driver(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StorageDriver]:
     instance: StorageDriver
     if request.param == "filesystem":
@@ -28,7 +29,8 @@ async def driver(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
     elif request.param == "inmemory":
         instance = MemoryDriver()
     else:
-        s3: S3Endpoint = request.getfixturevalue("moto_s3")
+        s3: S3Endpoint = request.getfixturevalue(
+            "moto_s3" if request.param == "s3" else "rgw_s3")
         instance = S3Driver(s3.bucket, endpoint=s3.url, region=s3.region,
                             access_key=s3.access_key, secret_key=s3.secret_key,
                             prefix=f"contract-{next(_prefixes)}", path_style=True)
