@@ -108,3 +108,14 @@ def test_gc_delete_untagged(make_berth: MakeBerth) -> None:
     assert has_blob(server, "app", sig_layer)
     assert has_blob(server, "app", digest(b"new layer"))
     assert has_blob(server, "app", digest(b"child layer"))
+
+
+def test_gc_drops_emptied_repositories_from_the_catalog(make_berth: MakeBerth) -> None:
+    server = make_berth()
+    d = push_blob(server.url, "gone", b"the only content")
+    push_blob(server.url, "kept", b"other content")
+    assert requests.delete(f"{server.url}/v2/gone/blobs/{d}").status_code == 202
+    # listed until a collection notices it holds nothing
+    assert requests.get(f"{server.url}/v2/_catalog").json()["repositories"] == ["gone", "kept"]
+    gc(server)
+    assert requests.get(f"{server.url}/v2/_catalog").json()["repositories"] == ["kept"]

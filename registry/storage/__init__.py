@@ -27,7 +27,8 @@ class Registry:
 
     @classmethod
     def over(cls, driver: StorageDriver, config: Config) -> Registry:
-        blobs = BlobStore(driver)
+        repositories = RepositoryStore(driver)
+        blobs = BlobStore(driver, repositories)
         tags = TagStore(driver)
         policy = config.validation.manifests.urls
         manifests = ManifestStore(
@@ -35,7 +36,7 @@ class Registry:
             max_bytes=config.berth.manifest_max_bytes, validate=not config.validation.disabled,
         )
         return cls(
-            driver, blobs, UploadStore(driver, blobs), manifests, tags, RepositoryStore(driver)
+            driver, blobs, UploadStore(driver, blobs), manifests, tags, repositories
         )
 
     async def close(self) -> None:

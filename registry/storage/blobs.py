@@ -15,6 +15,7 @@ from .. import errors
 from . import paths
 from .drivers.base import PathNotFoundError, StorageDriver
 from .links import delete_link, link_exists, write_link
+from .repositories import RepositoryStore
 
 
 @dataclass(slots=True)
@@ -29,8 +30,9 @@ class BlobContent:
 
 
 class BlobStore:
-    def __init__(self, driver: StorageDriver) -> None:
+    def __init__(self, driver: StorageDriver, repositories: RepositoryStore) -> None:
         self.driver = driver
+        self.repositories = repositories
 
     async def size(self, digest: Digest) -> int | None:
         """Size of the stored blob, or None when the registry does not hold it."""
@@ -72,6 +74,7 @@ class BlobStore:
             await self.driver.put(paths.blob_data(digest), data)
 
     async def link(self, name: str, digest: Digest) -> None:
+        await self.repositories.register(name)
         await write_link(self.driver, paths.layer_link(name, digest), digest)
 
     async def unlink(self, name: str, digest: Digest) -> None:

@@ -51,7 +51,7 @@ class GarbageCollector:
     async def collect(self, dry_run: bool = False, delete_untagged: bool = False) -> GCReport:
         report = GCReport()
         marked: set[Digest] = set()
-        for name in await self.registry.repositories.names():
+        for name in await self.registry.repositories.walk_names():
             report.repositories += 1
             revisions = await list_digests(self.driver, paths.revisions(name))
             refs = {d: await self._references(d) for d in revisions}
@@ -70,6 +70,10 @@ class GarbageCollector:
                 marked.update(refs[digest].blobs)
         report.marked = len(marked)
         await self._sweep(marked, report, dry_run)
+        if not dry_run:
+            for name in await self.registry.repositories.names():
+                if not await self.registry.repositories.exists(name):
+                    await self.registry.repositories.forget(name)
         return report
 
     async def _references(self, digest: Digest) -> _Refs:
@@ -130,7 +134,7 @@ class GarbageCollector:
 
     async def _unlink(self, deleted: set[str]) -> None:
         """Remove per-repository links to the blobs just deleted."""
-        for name in await self.registry.repositories.names():
+        for name in await self.registry.repositories.walk_names():
             for digest in await list_digests(self.driver, paths.layers(name)):
                 if str(digest) in deleted:
                     await delete_link(self.driver, paths.layer_link(name, digest))

@@ -188,6 +188,7 @@ class ManifestStore:
         if self.validate:
             await self._check_references(name, manifest)
         await self.blobs.put(data, digest)
+        await self.blobs.repositories.register(name, always=True)
         if not manifest.declared:
             path = paths.revision_media_type(name, digest)
             await self.driver.put(path, manifest.media_type.encode())

@@ -11,6 +11,8 @@ filesystem or bucket that registry wrote can be served by Berth as it is:
     repositories/<name>/_manifests/tags/<tag>/current/link      tag -> manifest digest
     repositories/<name>/_uploads/<id>/{data,startedat}           upload session
     repositories/<name>/_referrers/<alg>/<hex>/<alg>/<hex>/link  subject -> referrer (Berth)
+    _catalog/<name>/_repository                                  the catalog index (Berth)
+    _catalog/_complete                                           it holds every repository
 
 Link files hold the digest as text. Names under a repository that start with `_` are
 never repository-name components (the name grammar forbids a leading `_`).
@@ -23,6 +25,9 @@ from client.oci.digest import Digest
 ROOT = "docker/registry/v2"
 REPOSITORIES = f"{ROOT}/repositories"
 BLOBS = f"{ROOT}/blobs"
+CATALOG = f"{ROOT}/_catalog"  # Berth: one marker per repository, listed by `_catalog`
+CATALOG_COMPLETE = f"{CATALOG}/_complete"
+CATALOG_ENTRY = "_repository"
 REPOSITORY_MARKERS = ("_layers", "_manifests")
 
 
@@ -32,6 +37,10 @@ def blob_dir(digest: Digest) -> str:
 
 def blob_data(digest: Digest) -> str:
     return f"{blob_dir(digest)}/data"
+
+
+def catalog_entry(name: str) -> str:
+    return f"{CATALOG}/{name}/{CATALOG_ENTRY}"
 
 
 def repository(name: str) -> str:
