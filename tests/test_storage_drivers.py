@@ -156,3 +156,22 @@ def test_part_sizes_reach_terabytes() -> None:
     assert part_size(10_000, 1024**3) == 5 * 1024**3  # capped at S3's part maximum
     largest = sum(part_size(n, base) for n in range(1, 10_001))
     assert largest > 9 * 1024**4  # fixed 10 MiB parts stop at ~98 GiB
+
+
+async def test_half_done_appends_are_cleaned_up(driver: StorageDriver) -> None:
+    """A process that dies mid-append leaves what its storage keeps of it (a file keeps the
+    bytes written; S3 keeps an incomplete multipart upload, invisible but billed), and
+    `abort_stale_writes` removes what is left half done."""
+    appender = await driver.appender("r/_uploads/x/data")
+    await appender.write(os.urandom(11 * 1024 * 1024))  # past a part: S3 has started one
+    # ... and the process is gone: no commit, no abort
+    aborted = await driver.abort_stale_writes("r", older_than=0)
+    if isinstance(driver, S3Driver):
+        assert aborted == 1
+        uploads = driver._s3.list_multipart_uploads(Bucket=driver.bucket,
+                                                    Prefix=driver.prefix).get("Uploads", [])
+        assert uploads == []
+        with pytest.raises(PathNotFoundError):
+            await driver.stat("r/_uploads/x/data")
+    else:
+        assert aborted == 0

@@ -243,7 +243,11 @@ class UploadStore:
 
     async def purge(self, older_than: float, dry_run: bool = False) -> list[str]:
         """Remove sessions with no activity (data written, or started) for `older_than`
-        seconds."""
+        seconds, and writes that stopped processes left half done."""
+        if not dry_run:
+            aborted = await self.driver.abort_stale_writes(paths.REPOSITORIES, older_than)
+            if aborted:
+                log.info("aborted %d half-written appends left by stopped processes", aborted)
         try:
             entries = await self.driver.walk(
                 paths.REPOSITORIES, lambda d: d in ("_layers", "_manifests", "_referrers")

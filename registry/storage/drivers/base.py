@@ -98,5 +98,11 @@ class StorageDriver(abc.ABC):
         """A URL a client may fetch the object from directly (e.g. presigned), if any."""
         return None
 
+    async def abort_stale_writes(self, path: str, older_than: float) -> int:
+        """Clean up writes below `path` that a crashed process left half done (e.g. S3
+        multipart uploads) and that started more than `older_than` seconds ago; returns how
+        many. Drivers whose writes cannot be left half done have nothing to do."""
+        return 0
+
     async def close(self) -> None:  # noqa: B027 - optional hook, most drivers need nothing
         """Release pools and connections."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -325,6 +326,21 @@ class S3Driver(StorageDriver):
             Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=self.redirect_ttl,
         )
         return url
+
+    def _abort_stale(self, prefix: str, cutoff: float) -> int:
+        aborted = 0
+        paginator = self._s3.get_paginator("list_multipart_uploads")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            for upload in page.get("Uploads", []):
+                if upload["Initiated"].timestamp() < cutoff:
+                    with contextlib.suppress(ClientError):
+                        self._s3.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"],
+                                                        UploadId=upload["UploadId"])
+                        aborted += 1
+        return aborted
+
+    async def abort_stale_writes(self, path: str, older_than: float) -> int:
+        return await self._run(self._abort_stale, self._key(path), time.time() - older_than)
 
     async def close(self) -> None:
         self._pool.shutdown(wait=True)
