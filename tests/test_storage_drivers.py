@@ -49,6 +49,9 @@ async def test_put_get_stat(driver: StorageDriver) -> None:
     info = await driver.stat("a/b/c")
     assert (info.size, info.is_dir) == (5, False)
     assert (await driver.stat("a/b")).is_dir
+    assert await driver.is_object("a/b/c")
+    assert not await driver.is_object("a/b")  # a directory
+    assert not await driver.is_object("a/b/nothing")
     await driver.put("a/b/c", b"replaced")
     assert await driver.get("a/b/c") == b"replaced"
     for missing in ("a/x", "nothing/here"):

@@ -29,11 +29,7 @@ async def write_link(driver: StorageDriver, path: str, digest: Digest) -> None:
 
 
 async def link_exists(driver: StorageDriver, path: str) -> bool:
-    try:
-        await driver.stat(path)
-    except PathNotFoundError:
-        return False
-    return True
+    return await driver.is_object(path)
 
 
 async def delete_link(driver: StorageDriver, path: str) -> None:

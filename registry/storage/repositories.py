@@ -28,10 +28,14 @@ class RepositoryStore:
         self._registered: dict[str, float] = {}
 
     async def exists(self, name: str) -> bool:
+        """Whether the repository holds anything (directories exist while they have content)."""
         base = paths.repository(name)
         for marker in paths.REPOSITORY_MARKERS:
-            if await link_exists(self.driver, f"{base}/{marker}"):
-                return True
+            try:
+                await self.driver.stat(f"{base}/{marker}")
+            except PathNotFoundError:
+                continue
+            return True
         return False
 
     async def register(self, name: str, always: bool = False) -> None:

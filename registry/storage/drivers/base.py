@@ -62,6 +62,15 @@ class StorageDriver(abc.ABC):
     @abc.abstractmethod
     async def stat(self, path: str) -> FileInfo: ...
 
+    async def is_object(self, path: str) -> bool:
+        """Whether an object written by `put` is at `path` (not a directory): the cheap
+        question link lookups ask, one request on object stores. (Appended objects are
+        asked about with `stat`.)"""
+        try:
+            return not (await self.stat(path)).is_dir
+        except PathNotFoundError:
+            return False
+
     @abc.abstractmethod
     async def list_dir(self, path: str) -> list[str]:
         """Names of the direct children of a directory, sorted."""

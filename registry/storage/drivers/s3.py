@@ -155,6 +155,13 @@ class S3Driver(StorageDriver):
     async def stat(self, path: str) -> FileInfo:
         return await self._run(self._stat, self._key(path), path)
 
+    async def is_object(self, path: str) -> bool:
+        try:
+            await self._run(self._s3.head_object, Bucket=self.bucket, Key=self._key(path))
+        except PathNotFoundError:
+            return False
+        return True
+
     def _list_dir(self, key: str, path: str) -> list[str]:
         names: set[str] = set()
         prefix = key + "/"
