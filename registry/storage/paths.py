@@ -10,6 +10,7 @@ filesystem or bucket that registry wrote can be served by Berth as it is:
                                                             for manifests without mediaType)
     repositories/<name>/_manifests/tags/<tag>/current/link      tag -> manifest digest
     repositories/<name>/_uploads/<id>/{data,startedat}           upload session
+    repositories/<name>/_uploads/<id>/hashstates/<alg>/<offset>  its resumable digest
     repositories/<name>/_referrers/<alg>/<hex>/<alg>/<hex>/link  subject -> referrer (Berth)
     _catalog/<name>/_repository                                  the catalog index (Berth)
     _catalog/_complete                                           it holds every repository
@@ -94,6 +95,11 @@ def upload_data(name: str, upload_id: str) -> str:
 
 def upload_started(name: str, upload_id: str) -> str:
     return f"{upload(name, upload_id)}/startedat"
+
+
+def upload_hashstate(name: str, upload_id: str, algorithm: str, offset: int) -> str:
+    """The running digest of a session after `offset` bytes (as distribution stores it)."""
+    return f"{upload(name, upload_id)}/hashstates/{algorithm}/{offset}"
 
 
 def referrers(name: str, subject: Digest) -> str:

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from client.oci.digest import CANONICAL, Digest, Hasher, new_hasher
 
 from .. import errors
-from . import paths
+from . import hashstate, paths
 from .blobs import BlobStore
 from .drivers.base import PathNotFoundError, StorageDriver
 
@@ -66,6 +66,13 @@ async def _rechunk(body: AsyncIterator[bytes], size: int) -> AsyncIterator[bytes
         yield b"".join(parts)
 
 
+def _new_hasher(algorithm: str) -> Hasher:
+    """sha256 with a state that can be saved (when this OpenSSL allows), else hashlib's."""
+    if algorithm == CANONICAL and hashstate.AVAILABLE:
+        return hashstate.ResumableSha256()
+    return new_hasher(algorithm)
+
+
 class UploadStore:
     def __init__(self, driver: StorageDriver, blobs: BlobStore) -> None:
         self.driver = driver
@@ -90,7 +97,7 @@ class UploadStore:
         if announce:
             started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
             await self.driver.put(paths.upload_started(name, upload_id), started.encode())
-        self._remember(upload_id, 0, algorithm, new_hasher(algorithm))
+        self._remember(upload_id, 0, algorithm, _new_hasher(algorithm))
         return UploadState(name, upload_id, 0)
 
     async def status(self, name: str, upload_id: str) -> UploadState:
@@ -119,7 +126,7 @@ class UploadStore:
 
     async def _append(
         self, state: UploadState, body: AsyncIterator[bytes], start: int | None,
-        length: int | None = None,
+        length: int | None = None, save_state: bool = True,
     ) -> UploadState:
         if start is not None and start != state.offset:
             raise errors.RangeInvalid(
@@ -172,7 +179,21 @@ class UploadStore:
             )
         await appender.commit()
         self._remember(state.id, appender.size, algorithm, hasher)
+        if save_state:
+            await self._save_hash(state, algorithm, hasher, appender.size)
         return UploadState(state.name, state.id, appender.size)
+
+    async def _save_hash(self, state: UploadState, algorithm: str, hasher: Hasher,
+                         offset: int) -> None:
+        """Keep the running digest beside the session, so that any process can continue it
+        without re-reading the data; only the latest state is kept."""
+        if not isinstance(hasher, hashstate.ResumableSha256) or offset == state.offset:
+            return
+        await self.driver.put(paths.upload_hashstate(state.name, state.id, algorithm, offset),
+                              hashstate.dump(hasher))
+        if state.offset:
+            await self.driver.delete(
+                paths.upload_hashstate(state.name, state.id, algorithm, state.offset))
 
     async def commit(
         self, name: str, upload_id: str, digest: Digest,
@@ -185,8 +206,8 @@ class UploadStore:
         async with self._lock(upload_id):
             # `started`: a session this request opened unannounced (nothing stored yet)
             state = started or await self.status(name, upload_id)
-            if body is not None:
-                state = await self._append(state, body, start, length)
+            if body is not None:  # the session ends here: no state worth saving
+                state = await self._append(state, body, start, length, save_state=False)
             _, hasher = await self._hasher(state, digest.algorithm)
             actual = Digest.from_hasher(digest.algorithm, hasher)
             if actual != digest:
@@ -228,7 +249,19 @@ class UploadStore:
             if offset == state.offset and algorithm in (None, cached_algorithm):
                 return cached_algorithm, hasher
         algorithm = algorithm or CANONICAL
-        hasher = new_hasher(algorithm)
+        if state.offset and algorithm == CANONICAL and hashstate.AVAILABLE:
+            try:
+                saved = await self.driver.get(paths.upload_hashstate(
+                    state.name, state.id, algorithm, state.offset))
+            except PathNotFoundError:
+                saved = b""
+            resumed = hashstate.load(saved, state.offset) if saved else None
+            if resumed is not None:
+                log.info("upload %s: resumed the %s state saved at %d bytes", state.id,
+                         algorithm, state.offset)
+                self._remember(state.id, state.offset, algorithm, resumed)
+                return algorithm, resumed
+        hasher = _new_hasher(algorithm)
         if state.offset:
             log.info(
                 "upload %s: hashing %d bytes from storage (%s state not in this process)",
