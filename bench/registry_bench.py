@@ -21,6 +21,13 @@ fsync, Berth does by default: this is part of what is compared). distribution 2.
 not finish an upload on `POST ?digest=` (it opens a session, 202): for it, "monolithic"
 pushes are POST then PUT ?digest=, as the spec's fallback prescribes.
 
+S3 mode (`--s3`): one throw-away Ceph RADOS Gateway on loopback (deploy/rgw/rgw.py) with
+one bucket; Berth stores under the key prefix `berth`, distribution under `distribution`,
+both with their default blob redirects (a GET answers 307 to a presigned RGW URL, which the
+client follows). Only the push, pull and small-blob rows run (200 small blobs by default;
+`--rounds` defaults to 1 there: the RGW's OSD is a 10 GiB file). The gateway is stopped with
+`rgw.py stop` on exit, on Ctrl-C and on SIGTERM.
+
 Progress, each sample with the server's CPU seconds, and errors go to stderr; the table
 goes to stdout. The servers are stopped by PID on exit, on Ctrl-C and on SIGTERM.
 """
@@ -98,12 +105,12 @@ class Params:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Params:
-        quick = bool(args.quick)
+        quick, s3 = bool(args.quick), bool(args.s3)
         size_mib = args.size_mib if args.size_mib is not None else (64 if quick else 1024)
         return cls(
             size=size_mib * MiB,
             chunk=16 * MiB,
-            small_count=100 if quick else 500,
+            small_count=100 if quick else (200 if s3 else 500),
             small_size=64 * 1024,
             small_concurrency=16,
             head_seconds=2.0 if quick else 10.0,
@@ -113,7 +120,7 @@ class Params:
             tag_concurrency=16,
             repo_count=200 if quick else 2_000,
             repo_concurrency=16,
-            rounds=args.rounds,
+            rounds=args.rounds if args.rounds is not None else (1 if s3 else 3),
             gets=5,
         )
 
@@ -247,40 +254,123 @@ class Server:
             return math.nan
 
 
-def berth_server(workroot: Path) -> Server:
+def berth_server(workroot: Path, s3: S3Endpoint | None = None) -> Server:
     workdir = workroot / "berth"
     workdir.mkdir()
     port = free_port()
     exe = ROOT / ".venv" / "bin" / "berth"
     launcher = [str(exe)] if exe.exists() else [sys.executable, "-m", "client.cli"]
-    argv = [*launcher, "serve", "--listen", f"127.0.0.1:{port}", "--root", str(workdir / "data")]
+    argv = [*launcher, "serve", "--listen", f"127.0.0.1:{port}"]
+    if s3 is None:
+        argv += ["--root", str(workdir / "data")]
+    else:
+        config = {
+            "storage": {
+                "s3": {
+                    "bucket": s3.bucket, "region": s3.region, "regionendpoint": s3.endpoint,
+                    "accesskey": s3.access_key, "secretkey": s3.secret_key,
+                    "forcepathstyle": True, "rootdirectory": "berth",
+                },
+                "redirect": {"disable": False},  # the default, spelt out
+            },
+        }
+        config_file = workdir / "config.yml"
+        config_file.write_text(yaml.safe_dump(config))
+        argv += ["--config", str(config_file)]
     # Defaults only: no BERTH_* overrides from the caller's environment.
     env = {k: v for k, v in os.environ.items() if not k.startswith("BERTH_")}
-    return Server(BERTH, "Berth", argv, workdir, port, env)
+    return Server(BERTH, "Berth" if s3 is None else "Berth (S3)", argv, workdir, port, env)
 
 
-def reference_server(workroot: Path) -> Server:
+def reference_server(workroot: Path, s3: S3Endpoint | None = None) -> Server:
     binary = shutil.which("docker-registry")
     if binary is None:
         raise BenchError("docker-registry is not installed (apt-get install docker-registry)")
     workdir = workroot / "reference"
     workdir.mkdir()
     port = free_port()
+    storage: dict[str, object] = {
+        "filesystem": {"rootdirectory": str(workdir / "data")},
+        "delete": {"enabled": True},
+    }
+    if s3 is not None:
+        # 2.8 has no `forcepathstyle`: a `regionendpoint` implies path-style addressing.
+        # `storage.redirect` is left at its default (enabled): GETs answer 307 to RGW.
+        storage["s3"] = {
+            "bucket": s3.bucket, "region": s3.region, "regionendpoint": s3.endpoint,
+            "accesskey": s3.access_key, "secretkey": s3.secret_key,
+            "secure": False, "v4auth": True, "rootdirectory": "/distribution",
+        }
+        del storage["filesystem"]
     config = {
         "version": 0.1,
         "log": {"level": "warn"},
-        "storage": {
-            "filesystem": {"rootdirectory": str(workdir / "data")},
-            "delete": {"enabled": True},
-        },
+        "storage": storage,
         "http": {"addr": f"127.0.0.1:{port}"},
         # 2.8.2 refuses n > 1000 (CVE-2023-2253 fix); allow one page of every repository.
         "catalog": {"maxentries": 5000},
     }
     config_file = workdir / "config.yml"
     config_file.write_text(yaml.safe_dump(config))
-    return Server(REFERENCE, "distribution 2.8.2", [binary, "serve", str(config_file)],
-                  workdir, port)
+    title = "distribution 2.8.2" if s3 is None else "distribution 2.8.2, S3"
+    # aws-sdk-go panics at start ("LoadCustomCABundleError ... unsupported transport") if
+    # AWS_CA_BUNDLE is set; the RGW is plain HTTP, so the bundle is not needed.
+    env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
+    return Server(REFERENCE, title, [binary, "serve", str(config_file)], workdir, port, env)
+
+
+@dataclass(frozen=True)
+class S3Endpoint:
+    endpoint: str
+    bucket: str
+    region: str
+    access_key: str
+    secret_key: str
+
+
+class Rgw:
+    """A throw-away Ceph RADOS Gateway (deploy/rgw/rgw.py) with one bucket."""
+
+    script = ROOT / "deploy" / "rgw" / "rgw.py"
+    bucket = "bench"
+
+    def __init__(self, workroot: Path) -> None:
+        self.dir = workroot / "rgw"
+        self.endpoint: S3Endpoint | None = None
+
+    def start(self) -> S3Endpoint:
+        if shutil.which("radosgw") is None or shutil.which("ceph-osd") is None:
+            raise BenchError("Ceph is not installed (see deploy/rgw/README.md)")
+        self.dir.mkdir()  # from here on, stop() runs `rgw.py stop`
+        started = subprocess.run(
+            [sys.executable, str(self.script), "start", str(self.dir)],
+            capture_output=True, text=True, timeout=300, check=False,
+        )
+        if started.returncode != 0:
+            raise BenchError(f"rgw.py start failed:\n{started.stderr.strip()}")
+        info = json.loads(started.stdout.strip().splitlines()[-1])
+        endpoint = S3Endpoint(info["endpoint"], self.bucket, info["region"],
+                              info["access_key"], info["secret_key"])
+        import boto3
+
+        boto3.client(
+            "s3", endpoint_url=endpoint.endpoint, region_name=endpoint.region,
+            aws_access_key_id=endpoint.access_key, aws_secret_access_key=endpoint.secret_key,
+        ).create_bucket(Bucket=endpoint.bucket)
+        self.endpoint = endpoint
+        return endpoint
+
+    def stop(self) -> None:
+        if not self.dir.exists():
+            return
+        stopped = subprocess.run(
+            [sys.executable, str(self.script), "stop", str(self.dir)],
+            capture_output=True, text=True, timeout=180, check=False,
+        )
+        if stopped.returncode != 0:
+            log(None, f"rgw.py stop failed: {stopped.stderr.strip()}")
+        else:
+            log(None, "RGW stopped")
 
 
 class RssSampler(threading.Thread):
@@ -518,15 +608,19 @@ class Workload:
                                    headers=headers) as resp:
                     await expect(resp, 202)
                     location = absolute(t.base, resp.headers["Location"])
+            put_started = time.perf_counter()
             async with s.put(_url(with_digest(location, p.digest)),
                              headers={"Content-Length": "0"}) as resp:
                 await expect(resp, 201)
             elapsed = time.perf_counter() - started
+            final_put = time.perf_counter() - put_started
             await self._check_size(s, t, p)
-        return {"push_chunked": p.size / elapsed / MB}
+        # final_put_s (the closing PUT alone) is logged, not tabled
+        return {"push_chunked": p.size / elapsed / MB, "final_put_s": final_put}
 
     async def _check_size(self, s: aiohttp.ClientSession, t: Target, p: Pattern) -> None:
-        async with s.head(_url(f"{t.base}/v2/{BIG_REPO}/blobs/{p.digest}")) as resp:
+        async with s.head(_url(f"{t.base}/v2/{BIG_REPO}/blobs/{p.digest}"),
+                          allow_redirects=True) as resp:
             await expect(resp, 200)
             if resp.content_length != p.size:
                 raise BenchError(f"HEAD blob: size {resp.content_length}, pushed {p.size}")
@@ -536,11 +630,16 @@ class Workload:
         async with client(2) as s:
             started = time.perf_counter()
             received = 0
-            async with s.get(_url(f"{t.base}/v2/{BIG_REPO}/blobs/{p.digest}")) as resp:
+            async with s.get(_url(f"{t.base}/v2/{BIG_REPO}/blobs/{p.digest}"),
+                             allow_redirects=True) as resp:
                 await expect(resp, 200)
                 async for data in resp.content.iter_any():
                     received += len(data)
+                hops = [f"{r.status} to {r.headers.get('Location', '?')[:60]}..."
+                        for r in resp.history]
             elapsed = time.perf_counter() - started
+        if i == 0 and hops:
+            log(t, f"pull: followed {', '.join(hops)}")
         if received != p.size:
             raise BenchError(f"GET blob: received {received} bytes, expected {p.size}")
         return {"pull": p.size / elapsed / MB}
@@ -672,11 +771,11 @@ class Row:
     decimals: int = 1
 
 
-def rows_for(params: Params) -> list[Row]:
+def rows_for(params: Params, s3: bool = False) -> list[Row]:
     size = (f"{params.size // MiB} MiB" if params.size % (1024 * MiB)
             else f"{params.size // (1024 * MiB)} GiB")
     med = f"median of {params.rounds}" if params.rounds > 1 else "1 round"
-    return [
+    rows = [
         Row("push_mono", f"push {size} blob, monolithic POST + PUT ({med})", "MB/s", True),
         Row("push_chunked", f"push {size} blob, {params.chunk // MiB} MiB PATCHes + PUT ({med})",
             "MB/s", True),
@@ -692,6 +791,13 @@ def rows_for(params: Params) -> list[Row]:
             f"(median of {params.gets} GETs)", "ms", False, 2),
         Row("rss", "peak server RSS over the run (incl. children)", "MiB", False),
     ]
+    if s3:
+        rows = [row for row in rows if row.key in S3_ROWS]
+        rows[2] = Row("pull", f"pull {size} blob, GET + 307 to RGW ({med})", "MB/s", True)
+    return rows
+
+
+S3_ROWS = ("push_mono", "push_chunked", "pull", "small")
 
 
 Cell = float | str  # a figure, or an error marker
@@ -769,9 +875,9 @@ class Step:
     needs: tuple[str, ...] = ()  # rows of earlier steps it depends on
 
 
-def steps(params: Params) -> list[Step]:
+def steps(params: Params, s3: bool = False) -> list[Step]:
     r, g = params.rounds, params.gets
-    return [
+    every = [
         Step("push monolithic", ("push_mono",), Workload.push_monolithic, r),
         Step("push chunked", ("push_chunked",), Workload.push_chunked, r),
         Step("pull", ("pull",), Workload.pull, r, needs=("push_mono",)),
@@ -781,12 +887,14 @@ def steps(params: Params) -> list[Step]:
         Step("tags/list", ("tags",), Workload.tags_list, g, Workload.tags_setup),
         Step("_catalog", ("catalog",), Workload.catalog, g, Workload.catalog_setup),
     ]
+    return [step for step in every if set(step.keys) <= set(S3_ROWS)] if s3 else every
 
 
 Failure = (BenchError, aiohttp.ClientError, TimeoutError, OSError)
 
 
-async def run_all(params: Params, targets: list[Target]) -> dict[str, dict[str, Cell]]:
+async def run_all(params: Params, targets: list[Target],
+                  s3: bool = False) -> dict[str, dict[str, Cell]]:
     results: dict[str, dict[str, Cell]] = {t.kind: {} for t in targets}
     failed: set[tuple[str, str]] = set()  # (server, step)
 
@@ -807,7 +915,7 @@ async def run_all(params: Params, targets: list[Target]) -> dict[str, dict[str, 
     workload = await asyncio.get_running_loop().run_in_executor(None, Workload.build, params)
     for t in targets:
         await workload.prepare(t)
-    for step in steps(params):
+    for step in steps(params, s3):
         active = []
         for t in targets:
             if any(not isinstance(results[t.kind].get(k), float) for k in step.needs):
@@ -861,9 +969,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="size of each big blob in MiB (default 1024; 64 with --quick)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 64 MiB, 100 blobs, 2 s, 500 tags, 200 repositories")
-    parser.add_argument("--rounds", type=int, default=3,
+    parser.add_argument("--rounds", type=int, default=None,
                         help="timed rounds of each push/pull row, servers alternating; "
-                             "the median is reported (default 3)")
+                             "the median is reported (default 3; 1 with --s3)")
+    parser.add_argument("--s3", action="store_true",
+                        help="both servers on S3 storage (one throw-away Ceph RGW, one "
+                             "bucket); push, pull and small-blob rows only")
     parser.add_argument("--only", choices=[BERTH, REFERENCE], help="run one server only")
     parser.add_argument("--markdown", action="store_true", help="also print a Markdown table")
     parser.add_argument("--keep", action="store_true",
@@ -871,7 +982,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.size_mib is not None and args.size_mib < 1:
         parser.error("--size-mib must be at least 1")
-    if args.rounds < 1:
+    if args.rounds is not None and args.rounds < 1:
         parser.error("--rounds must be at least 1")
     return args
 
@@ -882,20 +993,34 @@ def main(argv: list[str] | None = None) -> int:
     kinds = [args.only] if args.only else [BERTH, REFERENCE]
     workroot = Path(tempfile.mkdtemp(prefix="berth-bench-"))
     servers: list[Server] = []
+    rgw = Rgw(workroot) if args.s3 else None
     sampler = RssSampler()
     previous = signal.signal(signal.SIGTERM, _interrupt)
     results: dict[str, dict[str, Cell]] = {}
     titles: dict[str, str] = {}
     try:
+        endpoint: S3Endpoint | None = None
+        if rgw is not None:
+            # Each big push stores the blob about twice before deletes (Berth: upload or
+            # chunk objects, then the blob; distribution: the upload, then its copy), and
+            # RGW frees deleted data only after its GC (60 s or more).
+            written = params.size * params.rounds * 2 * 2 * len(kinds)
+            if written > 8.5 * 1024 * MiB:
+                raise BenchError(f"about {written / (1024 * MiB):.1f} GiB would be written "
+                                 "to the RGW's 10 GiB OSD: lower --size-mib or --rounds")
+            log(None, "starting a throw-away RGW (deploy/rgw/rgw.py)")
+            endpoint = rgw.start()
+            log(None, f"RGW on {endpoint.endpoint}, bucket {endpoint.bucket}")
         for kind in kinds:
-            server = berth_server(workroot) if kind == BERTH else reference_server(workroot)
+            server = (berth_server(workroot, endpoint) if kind == BERTH
+                      else reference_server(workroot, endpoint))
             servers.append(server)
             server.start()
             titles[kind] = server.title
             sampler.add(kind, server.pid)
             log(None, f"{kind}: pid {server.pid} on {server.base}")
         sampler.start()
-        results = asyncio.run(run_all(params, [Target(s) for s in servers]))
+        results = asyncio.run(run_all(params, [Target(s) for s in servers], args.s3))
     except KeyboardInterrupt:
         log(None, "interrupted: stopping the servers")
         return 130
@@ -906,17 +1031,20 @@ def main(argv: list[str] | None = None) -> int:
         sampler.stop()
         for server in servers:
             server.stop()
+        if rgw is not None:
+            rgw.stop()
         signal.signal(signal.SIGTERM, previous)
         if args.keep:
             log(None, f"kept {workroot}")
         else:
             shutil.rmtree(workroot, ignore_errors=True)
     for kind in kinds:
-        results[kind]["rss"] = sampler.peak.get(kind, 0) / MiB
+        if not args.s3:
+            results[kind]["rss"] = sampler.peak.get(kind, 0) / MiB
     for kind in (BERTH, REFERENCE):
         results.setdefault(kind, {})
     failed = any(r.pop("__failed__", None) for r in results.values())
-    rows = rows_for(params)
+    rows = rows_for(params, args.s3)
     print(table(rows, results, titles, markdown=False))
     if args.markdown:
         print()

@@ -16,7 +16,7 @@ import contextlib
 import functools
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -31,6 +31,7 @@ MiB = 1024 * 1024
 MIN_PART = 5 * MiB  # S3's minimum for every part but the last
 MAX_COPY_PART = 5 * 1024 * MiB  # UploadPartCopy / CopyObject limit
 READ_CHUNK = MiB
+COPY_CONCURRENCY = 8  # server-side part copies in flight while assembling one blob
 CHUNKS = ".chunks"
 _MISSING = {"NoSuchKey", "404", "NotFound", "NoSuchUpload"}
 
@@ -229,22 +230,27 @@ class S3Driver(StorageDriver):
 
     def _assemble(self, chunks: list[_Chunk], destination: str) -> None:
         """One multipart upload from the chunks, in order: ranges of at least 5 MiB are
-        copied server-side; smaller pieces are gathered in memory (at most 5 MiB) into a
-        part of their own, or the last part."""
+        copied server-side, several at a time; smaller pieces are gathered in memory (at
+        most 5 MiB) into a part of their own, or the last part."""
         upload = self._s3.create_multipart_upload(Bucket=self.bucket, Key=destination,
                                                   **self._put_args)["UploadId"]
-        parts: list[dict[str, Any]] = []
+        etags: dict[int, Future[str]] = {}
         pending = bytearray()
+        copier = ThreadPoolExecutor(COPY_CONCURRENCY, thread_name_prefix="berth-s3-copy")
 
-        def send(**source: Any) -> None:
-            number = len(parts) + 1
+        def send(number: int, **source: Any) -> str:
             args = {"Bucket": self.bucket, "Key": destination, "UploadId": upload,
                     "PartNumber": number}
             if "Body" in source:
-                etag = self._s3.upload_part(**args, **source)["ETag"]
-            else:
-                etag = self._s3.upload_part_copy(**args, **source)["CopyPartResult"]["ETag"]
-            parts.append({"PartNumber": number, "ETag": etag})
+                return str(self._s3.upload_part(**args, **source)["ETag"])
+            return str(self._s3.upload_part_copy(**args, **source)["CopyPartResult"]["ETag"])
+
+        def send_pending() -> None:
+            number = len(etags) + 1
+            done: Future[str] = Future()
+            done.set_result(send(number, Body=bytes(pending)))
+            etags[number] = done
+            pending.clear()
 
         try:
             for chunk in chunks:
@@ -253,8 +259,10 @@ class S3Driver(StorageDriver):
                     left = chunk.size - start
                     if not pending and left >= MIN_PART:
                         length = min(left, MAX_COPY_PART)
-                        send(CopySource={"Bucket": self.bucket, "Key": chunk.key},
-                             CopySourceRange=f"bytes={start}-{start + length - 1}")
+                        number = len(etags) + 1
+                        etags[number] = copier.submit(
+                            send, number, CopySource={"Bucket": self.bucket, "Key": chunk.key},
+                            CopySourceRange=f"bytes={start}-{start + length - 1}")
                     else:
                         length = min(left, MIN_PART - len(pending))
                         pending += self._s3.get_object(
@@ -262,18 +270,22 @@ class S3Driver(StorageDriver):
                             Range=f"bytes={start}-{start + length - 1}",
                         )["Body"].read()
                         if len(pending) >= MIN_PART:
-                            send(Body=bytes(pending))
-                            pending.clear()
+                            send_pending()
                     start += length
-            if pending or not parts:
-                send(Body=bytes(pending))
+            if pending or not etags:
+                send_pending()
+            parts = [{"PartNumber": n, "ETag": etags[n].result()} for n in sorted(etags)]
             self._s3.complete_multipart_upload(Bucket=self.bucket, Key=destination,
                                                UploadId=upload, MultipartUpload={"Parts": parts})
         except BaseException:
+            for future in etags.values():
+                future.cancel()
             with contextlib.suppress(ClientError, BotoCoreError):
                 self._s3.abort_multipart_upload(Bucket=self.bucket, Key=destination,
                                                 UploadId=upload)
             raise
+        finally:
+            copier.shutdown(wait=True)
 
     async def move(self, source: str, destination: str) -> None:
         await self._run(self._move, self._key(source), self._key(destination), source)
