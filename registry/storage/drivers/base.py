@@ -7,7 +7,7 @@ Paths are `/`-separated keys relative to the driver's root, e.g.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -46,6 +46,18 @@ class Appender(abc.ABC):
     @abc.abstractmethod
     async def abort(self) -> None:
         """Drop what was written since opening and release the stream."""
+
+
+def walk_keys(relative_keys: Iterable[list[str]], prune: Callable[[str], bool]) -> list[str]:
+    """`walk` for flat key spaces: each key (as its path components below the walked path)
+    contributes itself and the directories it implies, stopping below a pruned directory."""
+    found: set[str] = set()
+    for parts in relative_keys:
+        for depth in range(len(parts)):
+            found.add("/".join(parts[: depth + 1]))
+            if depth < len(parts) - 1 and prune(parts[depth]):
+                break
+    return sorted(found)
 
 
 class StorageDriver(abc.ABC):

@@ -6,7 +6,14 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable
 
-from .base import Appender, FileInfo, PathNotFoundError, StorageDriver, StorageError
+from .base import (
+    Appender,
+    FileInfo,
+    PathNotFoundError,
+    StorageDriver,
+    StorageError,
+    walk_keys,
+)
 
 _CHUNK = 1024 * 1024
 
@@ -80,18 +87,11 @@ class MemoryDriver(StorageDriver):
 
     async def walk(self, path: str, prune: Callable[[str], bool]) -> list[str]:
         prefix = _clean(path) + "/"
-        found: set[str] = set()
-        for key in self._objects:
-            if not key.startswith(prefix):
-                continue
-            parts = key[len(prefix):].split("/")
-            for depth in range(len(parts)):
-                found.add("/".join(parts[: depth + 1]))
-                if depth < len(parts) - 1 and prune(parts[depth]):
-                    break
+        found = walk_keys((k[len(prefix):].split("/") for k in self._objects
+                           if k.startswith(prefix)), prune)
         if not found:
             raise PathNotFoundError(path)
-        return sorted(found)
+        return found
 
     async def move(self, source: str, destination: str) -> None:
         data = self._object(source)

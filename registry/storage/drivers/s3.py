@@ -24,7 +24,14 @@ import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .base import Appender, FileInfo, PathNotFoundError, StorageDriver, StorageError
+from .base import (
+    Appender,
+    FileInfo,
+    PathNotFoundError,
+    StorageDriver,
+    StorageError,
+    walk_keys,
+)
 
 T = TypeVar("T")
 MiB = 1024 * 1024
@@ -181,19 +188,19 @@ class S3Driver(StorageDriver):
 
     def _walk(self, key: str, path: str, prune: Callable[[str], bool]) -> list[str]:
         prefix = key + "/"
-        found: set[str] = set()
-        for page in self._list(prefix):
-            for item in page.get("Contents", []):
-                parts = item["Key"][len(prefix):].split("/")
-                if len(parts) >= 2 and parts[-2].endswith(CHUNKS):
-                    parts = [*parts[:-2], parts[-2].removesuffix(CHUNKS)]
-                for depth in range(len(parts)):
-                    found.add("/".join(parts[: depth + 1]))
-                    if depth < len(parts) - 1 and prune(parts[depth]):
-                        break
+
+        def keys() -> Iterator[list[str]]:
+            for page in self._list(prefix):
+                for item in page.get("Contents", []):
+                    parts = item["Key"][len(prefix):].split("/")
+                    if len(parts) >= 2 and parts[-2].endswith(CHUNKS):  # an appended object
+                        parts = [*parts[:-2], parts[-2].removesuffix(CHUNKS)]
+                    yield parts
+
+        found = walk_keys(keys(), prune)
         if not found:
             raise PathNotFoundError(path)
-        return sorted(found)
+        return found
 
     async def walk(self, path: str, prune: Callable[[str], bool]) -> list[str]:
         return await self._run(self._walk, self._key(path), path, prune)
