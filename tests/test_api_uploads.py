@@ -267,15 +267,15 @@ def test_abandoned_uploads_are_purged(make_berth: MakeBerth, repo: str) -> None:
     import time
 
     server = make_berth({"storage": {"maintenance": {"uploadpurging": {
-        "enabled": True, "age": "3s", "interval": "1s"}}}})
+        "enabled": True, "age": "4s", "interval": "1s"}}}})
     abandoned = start(server.url, repo)
     assert patch(abandoned, b"some bytes", 0).status_code == 202
     active = start(server.url, repo)
-    time.sleep(2)
+    time.sleep(2.5)
     assert patch(active, b"still ", 0).status_code == 202  # activity keeps it alive
-    time.sleep(2)
+    time.sleep(2.5)
     assert patch(active, b"going", 6).status_code == 202
-    time.sleep(1.5)
+    time.sleep(2)
     r = requests.get(abandoned)
     assert r.status_code == 404
     assert error_code(r) == "BLOB_UPLOAD_UNKNOWN"
