@@ -74,8 +74,13 @@ def serve(config_file: str | None, listen: str | None, root: str | None) -> None
     config = _config(config_file, **{
         "http.addr": listen, "storage.filesystem.rootdirectory": root,
     })
+    from registry.config import ConfigError
+
     try:
         run(config)
+    except ConfigError as exc:
+        click.echo(f"berth: config error: {exc}", err=True)
+        sys.exit(2)
     except OSError as exc:
         click.echo(f"berth: cannot serve on {config.http.addr}: {exc.strerror}", err=True)
         sys.exit(1)

@@ -18,6 +18,7 @@ from yarl import URL
 
 from .errors import AuthError, DigestMismatch, NetworkError, NotFoundError, RegistryError
 from .oci import mediatypes as mt
+from .oci import scope
 from .oci.descriptor import Descriptor
 from .oci.digest import Digest, DigestError, new_hasher
 from .oci.manifest import declared_media_type
@@ -59,11 +60,11 @@ class RemoteRepository:
 
     @property
     def pull(self) -> list[str]:
-        return [f"repository:{self.name}:pull"]
+        return [scope.repository(self.name, "pull")]
 
     @property
     def push(self) -> list[str]:
-        return [f"repository:{self.name}:pull,push"]
+        return [scope.repository(self.name, "pull", "push")]
 
     def __str__(self) -> str:
         return f"{self.session.host}/{self.name}"
@@ -132,7 +133,7 @@ class RemoteRepository:
         return digest
 
     async def delete_manifest(self, reference: str) -> None:
-        scopes = [f"repository:{self.name}:delete", *self.pull]
+        scopes = [scope.repository(self.name, "delete"), *self.pull]
         try:
             response = await self.session.request(
                 "DELETE", f"/v2/{self.name}/manifests/{reference}", scopes=scopes,
@@ -189,7 +190,7 @@ class RemoteRepository:
         scopes = list(self.push)
         if source is not None:
             params["from"] = source
-            scopes.append(f"repository:{source}:pull")
+            scopes.append(scope.repository(source, "pull"))
         response = await self.session.request(
             "POST", f"/v2/{self.name}/blobs/uploads/", scopes=scopes, params=params,
             expect=(201, 202),
@@ -332,7 +333,7 @@ async def catalog(session: RegistrySession, page_size: int | None = None) -> lis
     path: str | None = "/v2/_catalog"
     params: dict[str, Any] | None = {"n": page_size} if page_size else None
     while path:
-        response = await session.request("GET", path, scopes=["registry:catalog:*"],
+        response = await session.request("GET", path, scopes=[scope.CATALOG],
                                          params=params)
         async with response:
             body = await response.json(content_type=None)

@@ -7,15 +7,17 @@ import contextlib
 import json
 import logging
 import signal
+import ssl
 from collections.abc import AsyncIterator, Sequence
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from . import auth
 from .api import blobs, catalog, manifests, referrers, tags, uploads
 from .api.common import CONFIG, REGISTRY, Handler
 from .api.middleware import spec_errors
-from .config import Config, split_address
+from .config import Config, ConfigError, TLSSettings, split_address
 from .storage import Registry, open_registry
 
 log = logging.getLogger("registry")
@@ -27,9 +29,11 @@ HANDLER_ARGS = {"max_line_size": 1 << 20, "max_field_size": 1 << 16}
 def build_app(
     config: Config, registry: Registry | None = None, middlewares: Sequence[Middleware] = ()
 ) -> web.Application:
-    app = web.Application(
-        middlewares=[*middlewares, spec_errors], handler_args=HANDLER_ARGS
-    )
+    gate: list[Middleware] = []
+    app = web.Application(handler_args=HANDLER_ARGS)
+    if config.auth is not None:
+        gate.append(auth.install(app, config.auth).middleware)
+    app.middlewares.extend([*middlewares, spec_errors, *gate])
     app[CONFIG] = config
     app[REGISTRY] = registry or open_registry(config)
     catalog.routes(app)
@@ -131,6 +135,24 @@ class InFlight:
                 return
 
 
+def tls_context(settings: TLSSettings) -> ssl.SSLContext:
+    """Server-side TLS: 1.2 or newer, the certificate chain and key from PEM files, and
+    client certificates required when `clientcas` is set."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = (ssl.TLSVersion.TLSv1_3 if settings.minimumtls == "tls1.3"
+                               else ssl.TLSVersion.TLSv1_2)
+    try:
+        context.load_cert_chain(settings.certificate, settings.key)
+        for bundle in settings.clientcas:
+            context.load_verify_locations(bundle)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"http.tls: cannot load {settings.certificate} / {settings.key} "
+                          f"or the client CAs: {exc.strerror or exc}") from None
+    if settings.clientcas:
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
 async def _run(config: Config) -> None:
     host, port = split_address(config.http.addr)
     in_flight = InFlight()
@@ -139,14 +161,20 @@ async def _run(config: Config) -> None:
     runner = web.AppRunner(app, access_log=access_log, shutdown_timeout=5.0)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port, reuse_address=True)
+        tls = tls_context(config.http.tls) if config.http.tls else None
+        site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=tls)
         await site.start()
-        log.info("berth registry listening on %s:%d (storage: %s)",
-                 host, port, app[REGISTRY].driver.name)
+        log.info("berth registry listening on %s://%s:%d (storage: %s%s)",
+                 "https" if tls else "http", host, port, app[REGISTRY].driver.name,
+                 ", auth" if config.auth else "")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        if auth.AUTH in app:
+            files = app[auth.AUTH].files
+            loop.add_signal_handler(
+                signal.SIGHUP, lambda: asyncio.ensure_future(files.reload(force=True)))
         await stop.wait()
         log.info("shutting down: %d requests in flight", in_flight.count)
         await site.stop()  # no new connections

@@ -26,7 +26,9 @@ MiB = 1024 * 1024
 IGNORED_SECTIONS = {
     ("version",), ("health",), ("redis",), ("proxy",), ("compatibility",), ("reporting",),
     ("http", "secret"), ("http", "headers"), ("http", "debug"), ("http", "relativeurls"),
-    ("http", "host"), ("http", "http2"), ("log", "fields"), ("log", "hooks"),
+    ("http", "host"), ("http", "http2"), ("http", "tls", "letsencrypt"),
+    ("auth", "token", "autoredirect"), ("auth", "token", "autoredirectpath"),
+    ("log", "fields"), ("log", "hooks"),
     ("storage", "cache"), ("storage", "tag"), ("storage", "s3", "secure"),
     ("storage", "s3", "v4auth"), ("storage", "s3", "skipverify"),
     ("storage", "s3", "multipartcopychunksize"), ("storage", "s3", "multipartcopymaxconcurrency"),
@@ -137,9 +139,21 @@ class StorageSettings(Section):
         return next(d for d in ("s3", "inmemory", "filesystem") if getattr(self, d) is not None)
 
 
+class TLSSettings(Section):
+    certificate: Path  # PEM, the server's certificate (chain) first
+    key: Path  # PEM private key
+    clientcas: tuple[Path, ...] = ()  # CA bundles: when set, clients must present a certificate
+    minimumtls: Literal["tls1.2", "tls1.3"] = "tls1.2"
+    letsencrypt: Any = None
+
+
 class HTTPSettings(Section):
     addr: str = "127.0.0.1:5000"
     draintimeout: float = 30.0
+    tls: TLSSettings | None = None
+    # Plain HTTP on a non-loopback address while auth is on sends passwords and tokens in
+    # clear: refused unless set (e.g. behind a proxy that terminates TLS).
+    insecure: bool = False
     secret: Any = None
     headers: Any = None
     debug: Any = None
@@ -192,6 +206,71 @@ class LogSettings(Section):
     hooks: Any = None
 
 
+class HtpasswdSettings(Section):
+    path: Path  # `htpasswd -B` entries (bcrypt), reloaded when the file changes
+    realm: str = "berth"
+
+
+class TokenSettings(Section):
+    """Bearer tokens (Docker registry token specification)."""
+
+    realm: str | None = None  # where clients get tokens; default: this server's /auth/token
+    service: str = "berth"  # the `aud` tokens must carry
+    issuer: str = "berth"  # the `iss` tokens must carry
+    rootcertbundle: Path | None = None  # PEM certificates whose keys may sign tokens
+    jwks: Path | None = None  # and/or a JWKS file of such public keys
+    # Berth's built-in token server at /auth/token (users from auth.htpasswd, grants from
+    # auth.policy); off to rely on an external issuer only.
+    builtin: bool = True
+    signingkey: Path | None = None  # PEM private key (RSA, EC P-256/384/521 or Ed25519)
+    expiration: float = 300.0
+    refreshexpiration: float = 7 * 24 * 3600.0
+    leeway: float = 60.0  # clock skew allowed on exp/nbf/iat
+    autoredirect: Any = None
+    autoredirectpath: Any = None
+
+    _durations = field_validator(
+        "expiration", "refreshexpiration", "leeway", mode="before")(parse_duration)
+
+    @model_validator(mode="after")
+    def _keys(self) -> TokenSettings:
+        if not self.builtin and not (self.rootcertbundle or self.jwks):
+            raise ValueError("an external issuer needs rootcertbundle or jwks to check tokens")
+        if not self.builtin and not self.realm:
+            raise ValueError("an external issuer needs realm (its token endpoint URL)")
+        return self
+
+
+class LoginLimitSettings(Section):
+    """Failed logins allowed per user and per client address within `window`."""
+
+    attempts: int = Field(5, ge=1)
+    window: float = 60.0
+    tracked: int = Field(10_000, ge=100)  # users/addresses remembered at most
+
+    _durations = field_validator("window", mode="before")(parse_duration)
+
+
+class AuthSettings(Section):
+    htpasswd: HtpasswdSettings | None = None
+    token: TokenSettings | None = None
+    policy: Path | None = None  # who may do what (docs/access-control.md); default: users: all
+    reloadinterval: float = 2.0  # seconds between checks of the files for changes (0: SIGHUP only)
+    loginlimit: LoginLimitSettings = LoginLimitSettings()
+    silly: Any = None
+    none: Any = None
+
+    _durations = field_validator("reloadinterval", mode="before")(parse_duration)
+
+    @model_validator(mode="after")
+    def _mode(self) -> AuthSettings:
+        if self.silly is not None or self.none is not None:
+            raise ValueError("Berth has no 'silly' or 'none' auth: use htpasswd or token")
+        if self.htpasswd is None and self.token is None:
+            raise ValueError("configure auth.htpasswd (Basic) and/or auth.token (bearer tokens)")
+        return self
+
+
 class BerthSettings(Section):
     """Settings with no counterpart in distribution's config."""
 
@@ -209,6 +288,7 @@ class Config(Section):
     storage: StorageSettings = StorageSettings()
     validation: ValidationSettings = ValidationSettings()
     berth: BerthSettings = BerthSettings()
+    auth: AuthSettings | None = None
     health: Any = None
     redis: Any = None
     proxy: Any = None
@@ -218,6 +298,16 @@ class Config(Section):
     @property
     def filesystem(self) -> FilesystemSettings:
         return self.storage.filesystem or FilesystemSettings()
+
+    @model_validator(mode="after")
+    def _no_passwords_in_clear(self) -> Config:
+        host, _ = split_address(self.http.addr)
+        loopback = host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")
+        if self.auth and not self.http.tls and not self.http.insecure and not loopback:
+            raise ValueError(
+                f"auth without http.tls on {self.http.addr} sends credentials in clear: "
+                "configure http.tls, or set http.insecure: true behind a TLS proxy")
+        return self
 
 
 def split_address(addr: str) -> tuple[str, int]:

@@ -31,23 +31,24 @@ def descriptor(media_type: str, data: bytes, **extra: Any) -> dict[str, Any]:
     return {"mediaType": media_type, "digest": digest(data), "size": len(data), **extra}
 
 
-def push_blob(base: str, repo: str, data: bytes) -> str:
+def push_blob(base: str, repo: str, data: bytes, headers: dict[str, str] | None = None) -> str:
     d = digest(data)
-    r = requests.post(f"{base}/v2/{repo}/blobs/uploads/", params={"digest": d}, data=data)
+    r = requests.post(f"{base}/v2/{repo}/blobs/uploads/", params={"digest": d}, data=data,
+                      headers=headers, verify=False)
     assert r.status_code == 201, r.text
     return d
 
 
 def image(base: str, repo: str, layers: list[bytes] | None = None,
           config: bytes | None = None, media_type: str = OCI_MANIFEST,
-          **fields: Any) -> bytes:
+          headers: dict[str, str] | None = None, **fields: Any) -> bytes:
     """Push config and layers, return the bytes of a manifest referencing them."""
     layers = [b"layer-" + repo.encode()] if layers is None else layers
     config = config or json.dumps({"architecture": "amd64", "os": "linux",
                                    "rootfs": {"type": "layers", "diff_ids": []}}).encode()
     docker = media_type == DOCKER_MANIFEST
     for blob in [config, *layers]:
-        push_blob(base, repo, blob)
+        push_blob(base, repo, blob, headers)
     doc = {
         "schemaVersion": 2,
         "mediaType": media_type,
@@ -59,9 +60,10 @@ def image(base: str, repo: str, layers: list[bytes] | None = None,
 
 
 def put_manifest(base: str, repo: str, reference: str, data: bytes,
-                 media_type: str = OCI_MANIFEST, **kwargs: Any) -> requests.Response:
+                 media_type: str = OCI_MANIFEST, headers: dict[str, str] | None = None,
+                 **kwargs: Any) -> requests.Response:
     return requests.put(f"{base}/v2/{repo}/manifests/{reference}", data=data,
-                        headers={"Content-Type": media_type}, **kwargs)
+                        headers={"Content-Type": media_type, **(headers or {})}, **kwargs)
 
 
 def error_code(response: requests.Response) -> str:

@@ -51,10 +51,11 @@ class ServerProcess:
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = workdir / log_name
+        self.scheme = "http"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     @property
     def host(self) -> str:
@@ -62,6 +63,7 @@ class ServerProcess:
 
     def _spawn(self, argv: list[str], env: dict[str, str] | None = None,
                scheme: str = "http") -> None:
+        self.scheme = scheme
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
                                          env=env)
@@ -103,7 +105,8 @@ class BerthServer(ServerProcess):
         config_file.write_text(yaml.safe_dump(config))
         env = {k: v for k, v in os.environ.items() if not k.startswith("BERTH_")}
         self._spawn(
-            [sys.executable, "-m", "client.cli", "serve", "--config", str(config_file)], env
+            [sys.executable, "-m", "client.cli", "serve", "--config", str(config_file)], env,
+            scheme="https" if config["http"].get("tls") else "http",  # type: ignore[attr-defined]
         )
         return self
 

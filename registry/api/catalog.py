@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ..auth.access import access
 from .common import json_response, paginate, registry
 
 
@@ -12,7 +13,8 @@ async def version_check(request: web.Request) -> web.StreamResponse:
 
 
 async def catalog(request: web.Request) -> web.StreamResponse:
-    names = await registry(request).repositories.names()
+    caller = access(request)
+    names = [n for n in await registry(request).repositories.names() if caller.lists(n)]
     page, link = paginate(request, names, "/v2/_catalog")
     headers = {"Link": link} if link else {}
     return json_response({"repositories": page}, headers=headers)

@@ -7,8 +7,11 @@ import re
 from aiohttp import web
 
 from client.oci.reference import is_valid_name
+from client.oci.scope import REPOSITORY
 
 from .. import errors
+from ..auth.access import access
+from ..auth.policy import PULL
 from ..storage.uploads import UploadState
 from .common import body_stream, config, digest_param, has_body, registry, repository
 
@@ -61,9 +64,13 @@ async def start_upload(request: web.Request) -> web.StreamResponse:
     if mount is not None:
         digest = digest_param(mount, "mount")
         source = query.get("from")
-        # A `from` that names no possible repository cannot be mounted from: 202, as the
-        # spec asks of any mount the registry cannot do.
-        if (source is None or is_valid_name(source)) and await reg.blobs.mount(
+        # A mount the registry cannot (or, for this caller, may not) do falls back to an
+        # upload session (202), as the spec asks: a `from` that names no repository, or
+        # one the caller cannot pull; without `from` (any repository) only when no auth.
+        caller = access(request)
+        allowed = (caller.allows(REPOSITORY, source, PULL) if source is not None
+                   else caller.unrestricted)
+        if allowed and (source is None or is_valid_name(source)) and await reg.blobs.mount(
             name, digest, source
         ) is not None:
             return _blob_created(name, str(digest))
