@@ -194,7 +194,7 @@ class RegistrySession:
             return None
         if challenge.scheme == "basic":
             if self.credentials is None or self.credentials.identity_token:
-                raise AuthError(f"{self.host} requires a username and password (berth login)")
+                return None  # try anonymously: the registry may allow it for this repository
             return self.credentials.basic()
         key = tuple(sorted(set(scopes)))
         stale = self._tokens.get(key) if fresh else None
@@ -344,7 +344,10 @@ class RegistrySession:
                     self.forget_token(scopes)  # the next request asks for a new one
                 denied = status == 403 or bool(
                     challenge and challenge.params.get("error") == "insufficient_scope")
-                raise AuthError(_auth_message(self.host, denied, method, url, body))
+                message = _auth_message(self.host, denied, method, url, body)
+                if self.credentials is None and not denied:
+                    message += ": log in first (berth login)"
+                raise AuthError(message)
             raise RegistryError(status, method, url, body)
 
     async def _follow(

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from .servers import ROOT, BerthServer, DistributionServer
+from .skopeo import Skopeo
 
 _names = itertools.count()
 MakeBerth = Callable[..., BerthServer]
@@ -145,3 +146,8 @@ def rgw_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint]:
     finally:
         subprocess.run([sys.executable, str(script), "stop", str(state)],
                        capture_output=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def skopeo(tmp_path_factory: pytest.TempPathFactory) -> Skopeo:
+    return Skopeo(tmp_path_factory.mktemp("skopeo"))

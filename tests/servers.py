@@ -27,11 +27,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 20) -> None:
+def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 20,
+               log_line: str | None = None) -> None:
+    """Until the server answers `url` (or, for servers no anonymous client can reach, such
+    as those that want client certificates, until its log says `log_line`)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}:\n{log.read_text()}")
+        if log_line is not None:
+            if log_line in log.read_text():
+                return
+            time.sleep(0.05)
+            continue
         try:  # (a TLS server's certificate is the test's own: readiness only)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
@@ -62,12 +70,12 @@ class ServerProcess:
         return f"127.0.0.1:{self.port}"
 
     def _spawn(self, argv: list[str], env: dict[str, str] | None = None,
-               scheme: str = "http") -> None:
+               scheme: str = "http", log_line: str | None = None) -> None:
         self.scheme = scheme
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
                                          env=env)
-        wait_ready(f"{scheme}://{self.host}/v2/", self.proc, self.log)
+        wait_ready(f"{scheme}://{self.host}/v2/", self.proc, self.log, log_line=log_line)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         if self.proc is None:
@@ -104,9 +112,11 @@ class BerthServer(ServerProcess):
             del config["storage"]["filesystem"]  # type: ignore[attr-defined]
         config_file.write_text(yaml.safe_dump(config))
         env = {k: v for k, v in os.environ.items() if not k.startswith("BERTH_")}
+        tls = config["http"].get("tls") or {}  # type: ignore[attr-defined]
         self._spawn(
             [sys.executable, "-m", "client.cli", "serve", "--config", str(config_file)], env,
-            scheme="https" if config["http"].get("tls") else "http",  # type: ignore[attr-defined]
+            scheme="https" if tls else "http",
+            log_line="berth registry listening on" if tls.get("clientcas") else None,
         )
         return self
 

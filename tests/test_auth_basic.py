@@ -114,7 +114,11 @@ def test_deny_rules_win(server: BerthServer) -> None:
 def test_anonymous_pull_per_pattern(server: BerthServer) -> None:
     publish(server, "public/base", ALICE)
     publish(server, "team-a/app", BOB)
-    assert get(server, "/v2/").status_code == 200  # anonymous callers may pull something
+    # `/v2/` challenges anonymous callers (that is how clients learn to send credentials),
+    # but the repositories the policy opens to them answer without any; so does an empty
+    # Basic header, which clients without credentials send.
+    assert get(server, "/v2/").status_code == 401
+    assert get(server, "/v2/public/base/manifests/latest", basic("", "")).status_code == 200
     assert get(server, "/v2/public/base/manifests/latest").status_code == 200
     assert get(server, "/v2/public/base/manifests/latest", BOB).status_code == 200
     hidden = get(server, "/v2/team-a/app/manifests/latest")

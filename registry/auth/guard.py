@@ -95,9 +95,12 @@ class Auth:
         if not header:
             return PolicyAccess(policy, None)
         if scheme.lower() == "basic" and self.settings.htpasswd is not None:
-            user, password = basic_credentials(value)
-            if user is None:
+            credentials = basic_credentials(value)
+            if credentials is None:
                 raise self.challenge(request, need, message="malformed Basic credentials")
+            user, password = credentials
+            if not user and not password:  # what clients without credentials send
+                return PolicyAccess(policy, None)
             try:
                 name = await self.users.authenticate(user, password, request.remote)
             except errors.Unauthorized as exc:
@@ -120,8 +123,8 @@ class Auth:
         need = required(request)
         caller = await self.identify(request, need)
         request[ACCESS] = caller
-        if need is None:
-            if caller.user is None and not self._anonymous_welcome(caller):
+        if need is None:  # `/v2/` and the like: clients learn the challenge here
+            if caller.user is None:
                 raise self.challenge(request, None)
         elif not all(caller.allows(need.kind, need.name, a) for a in need.actions):
             if isinstance(caller, TokenAccess):
@@ -133,21 +136,15 @@ class Auth:
                                         "Action": sorted(need.actions)})
         return await handler(request)
 
-    def _anonymous_welcome(self, caller: Access) -> bool:
-        """`/v2/` without credentials: fine in Basic mode when anonymous callers may pull
-        something (clients then pull without asking for a password); token clients need
-        the challenge to learn the realm, so token mode always sends it."""
-        return (self.token is None and isinstance(caller, PolicyAccess)
-                and caller.policy.anonymous_allowed)
 
-
-def basic_credentials(value: str) -> tuple[str | None, str]:
+def basic_credentials(value: str) -> tuple[str, str] | None:
+    """(user, password) from a Basic authorization value; None when malformed."""
     try:
         decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError):
-        return None, ""
+        return None
     user, sep, password = decoded.partition(":")
-    return (user, password) if sep and user else (None, "")
+    return (user, password) if sep else None
 
 
 __all__ = ["TOKEN_PATH", "Auth", "KeyFileError", "basic_credentials"]

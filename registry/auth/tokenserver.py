@@ -135,10 +135,12 @@ class TokenServer:
             return None
         if scheme.lower() != "basic":
             raise errors.Unauthorized("the token server takes Basic credentials")
-        user, password = basic_credentials(value)
-        if user is None:
+        credentials = basic_credentials(value)
+        if credentials is None:
             raise errors.Unauthorized("malformed Basic credentials")
-        return await self.auth.users.authenticate(user, password, request.remote)
+        if credentials == ("", ""):
+            return None  # what clients without credentials send
+        return await self.auth.users.authenticate(*credentials, request.remote)
 
     def _refreshed_user(self, token: str) -> str:
         assert self.auth.verifier is not None
