@@ -247,3 +247,27 @@ def test_auth_on_a_public_address_needs_tls(tmp_path: Path) -> None:
     result = run_berth("serve", "--config", str(config))
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "http.tls" in result.stderr
+
+
+def test_berth_pulls_anonymously_where_the_policy_allows(make_berth: MakeBerth,
+                                                          tmp_path: Path) -> None:
+    server = make_berth({"auth": {
+        "htpasswd": {"path": str(write_htpasswd(tmp_path / "htpasswd", USERS))},
+        "policy": str(write_policy(tmp_path / "policy.yml", POLICY)),
+    }})
+    layout, image = layout_with_image(tmp_path / "src", "anonymous-pull")
+    pushed = run_berth("push", f"oci:{layout.root}:v1", f"{server.host}/public/app:v1", "-q",
+                       "--creds", "alice:" + USERS["alice"])
+    assert pushed.returncode == 0, pushed.stderr
+    run_berth("push", f"oci:{layout.root}:v1", f"{server.host}/team-a/app:v1", "-q",
+              "--creds", "alice:" + USERS["alice"])
+    empty_auth = ["--authfile", str(tmp_path / "none.json")]
+    out = tmp_path / "out"
+    pulled = run_berth("pull", f"{server.host}/public/app:v1", f"oci:{out}:v1", "-q",
+                       *empty_auth)
+    assert pulled.returncode == 0, pulled.stderr
+    assert manifest_digest(out) == image.digest
+    refused = run_berth("pull", f"{server.host}/team-a/app:v1", f"oci:{tmp_path / 'x'}:v1",
+                        "-q", *empty_auth)
+    assert refused.returncode != 0 and "berth login" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr

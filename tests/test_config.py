@@ -95,7 +95,11 @@ def test_environment_and_flags_override(tmp_path: Path) -> None:
     ("", {"BERTH_HTTP__NOPE": "1"}, "http.nope: unknown key"),
     ("- a list\n", {}, "top level must be a mapping"),
     ("a: [unclosed\n", {}, "not valid YAML"),
-    ("auth:\n  htpasswd:\n    realm: x\n", {}, "auth: unknown key"),
+    ("auth:\n  htpasswd:\n    realm: x\n", {}, "auth.htpasswd.path: Field required"),
+    ("auth:\n  silly:\n    realm: x\n", {}, "no 'silly' or 'none' auth"),
+    ("auth: {}\n", {}, "configure auth.htpasswd"),
+    ("auth:\n  token:\n    builtin: false\n", {}, "needs rootcertbundle or jwks"),
+    ("auth:\n  token: {}\nhttp:\n  addr: 0.0.0.0:5000\n", {}, "credentials in clear"),
 ])
 def test_errors_name_the_key(tmp_path: Path, text: str, env: dict[str, str],
                              message: str) -> None:
