@@ -45,6 +45,14 @@ class ConfigError(ValueError):
     """A configuration that cannot be used; the message names the offending key."""
 
 
+def read_file(path: Path, error: type[ConfigError] = ConfigError) -> str:
+    """A configured file's text; `error` naming the file when it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise error(f"cannot read {path}: {exc.strerror}") from None
+
+
 def parse_duration(value: Any) -> float:
     """Seconds from a number or a Go-style duration string (`168h`, `1h30m`, `10s`)."""
     if isinstance(value, int | float) and not isinstance(value, bool):

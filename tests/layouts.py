@@ -140,6 +140,14 @@ def build_image(layout: Layout, label: str, arch: str = "amd64",
     return Image(manifest, config, tuple(layers))
 
 
+def layout_image(root: Path, label: str, tag: str = "v1") -> tuple[Layout, Image]:
+    """A new layout holding one image (content unique to `label`), tagged `tag`."""
+    layout = Layout.create(root)
+    image = build_image(layout, label)
+    layout.tag(tag, OCI_MANIFEST, image.manifest)
+    return layout, image
+
+
 def platform_of(image: Image) -> dict[str, str]:
     config = json.loads(image.config)
     return {k: config[k] for k in ("architecture", "os", "variant") if k in config}

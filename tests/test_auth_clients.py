@@ -30,8 +30,7 @@ from .authkit import (
     write_policy,
 )
 from .conftest import MakeBerth
-from .helpers import OCI_MANIFEST
-from .layouts import Image, Layout, build_image
+from .layouts import layout_image
 from .servers import ROOT, BerthServer
 from .skopeo import Skopeo
 
@@ -64,13 +63,6 @@ def cert_dir(server: BerthServer) -> Path:
     return server.workdir / "certs.d"
 
 
-def layout_with_image(directory: Path, name: str) -> tuple[Layout, Image]:
-    layout = Layout.create(directory)
-    image = build_image(layout, name)
-    layout.tag("v1", OCI_MANIFEST, image.manifest)
-    return layout, image
-
-
 def manifest_digest(layout_root: Path) -> str:
     index = json.loads((layout_root / "index.json").read_text())
     return str(index["manifests"][0]["digest"])
@@ -81,7 +73,7 @@ def test_skopeo_with_creds_pushes_and_pulls_through_tokens_over_tls(
     skopeo: Skopeo, tls_token_registry: BerthServer, tmp_path: Path,
 ) -> None:
     server = tls_token_registry
-    layout, image = layout_with_image(tmp_path / "src", "skopeo-creds")
+    layout, image = layout_image(tmp_path / "src", "skopeo-creds")
     ref = f"docker://{server.host}/team-a/skopeo-creds:v1"
     skopeo.run("copy", "--retry-times", "0", "--preserve-digests",
                "--dest-cert-dir", str(cert_dir(server)), "--dest-creds", "bob:" + USERS["bob"],
@@ -109,7 +101,7 @@ def test_skopeo_with_an_auth_file(skopeo: Skopeo, tls_token_registry: BerthServe
     auth_file = tmp_path / "config.json"
     encoded = base64.b64encode(f"alice:{USERS['alice']}".encode()).decode()
     auth_file.write_text(json.dumps({"auths": {server.host: {"auth": encoded}}}))
-    layout, image = layout_with_image(tmp_path / "src", "skopeo-authfile")
+    layout, image = layout_image(tmp_path / "src", "skopeo-authfile")
     ref = f"docker://{server.host}/public/skopeo-authfile:v1"
     skopeo.run("copy", "--retry-times", "0", "--preserve-digests", "--authfile", str(auth_file),
                "--dest-cert-dir", str(cert_dir(server)), f"oci:{layout.root}:v1", ref)
@@ -140,7 +132,7 @@ def test_berth_client_logs_in_and_pushes(tls_token_registry: BerthServer,
     logged_in = run_berth("login", server.host, "-u", "bob", "--password-stdin", *common,
                           stdin=USERS["bob"] + "\n")
     assert logged_in.returncode == 0, logged_in.stderr
-    layout, image = layout_with_image(tmp_path / "src", "berth-login")
+    layout, image = layout_image(tmp_path / "src", "berth-login")
     ref = f"{server.host}/team-a/berth-login:v1"
     pushed = run_berth("push", f"oci:{layout.root}:v1", ref, "-q", *common)
     assert pushed.returncode == 0, pushed.stderr
@@ -159,7 +151,7 @@ def test_skopeo_with_basic_auth(skopeo: Skopeo, make_berth: MakeBerth, tmp_path:
         "htpasswd": {"path": str(write_htpasswd(tmp_path / "htpasswd", USERS))},
         "policy": str(write_policy(tmp_path / "policy.yml", POLICY)),
     }})
-    layout, image = layout_with_image(tmp_path / "src", "skopeo-basic")
+    layout, image = layout_image(tmp_path / "src", "skopeo-basic")
     ref = f"docker://{server.host}/team-a/skopeo-basic:v1"
     skopeo.copy(f"oci:{layout.root}:v1", ref, "--preserve-digests",
                 "--dest-creds", "bob:" + USERS["bob"])
@@ -255,7 +247,7 @@ def test_berth_pulls_anonymously_where_the_policy_allows(make_berth: MakeBerth,
         "htpasswd": {"path": str(write_htpasswd(tmp_path / "htpasswd", USERS))},
         "policy": str(write_policy(tmp_path / "policy.yml", POLICY)),
     }})
-    layout, image = layout_with_image(tmp_path / "src", "anonymous-pull")
+    layout, image = layout_image(tmp_path / "src", "anonymous-pull")
     pushed = run_berth("push", f"oci:{layout.root}:v1", f"{server.host}/public/app:v1", "-q",
                        "--creds", "alice:" + USERS["alice"])
     assert pushed.returncode == 0, pushed.stderr

@@ -48,7 +48,7 @@ from .helpers import (
     OCI_MANIFEST,
     digest,
 )
-from .layouts import Image, Layout, build_image, build_index, tar_bytes
+from .layouts import Image, Layout, build_image, build_index, layout_image, tar_bytes
 from .servers import BerthServer
 from .test_interop_skopeo import Skopeo
 from .urlserver import UrlServer
@@ -178,13 +178,6 @@ def blob(berth: BerthServer, repo: str, d: str) -> bytes:
     r = requests.get(f"{berth.url}/v2/{repo}/blobs/{d}", timeout=10)
     assert r.status_code == 200, (d, r.status_code)
     return r.content
-
-
-def layout_image(root: Path, label: str) -> tuple[Layout, Image]:
-    layout = Layout.create(root)
-    image = build_image(layout, label)
-    layout.tag("v1", OCI_MANIFEST, image.manifest)
-    return layout, image
 
 
 def uncompressed_digest(data: bytes) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import bcrypt
 
-from ..config import ConfigError
+from ..config import ConfigError, read_file
 
 _BCRYPT = re.compile(rb"^\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}$")
 DEFAULT_COST = 10
@@ -52,11 +52,7 @@ class Htpasswd:
 
     @classmethod
     def load(cls, path: Path) -> Htpasswd:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise HtpasswdError(f"cannot read {path}: {exc.strerror}") from None
-        return cls.parse(text, str(path))
+        return cls.parse(read_file(path, HtpasswdError), str(path))
 
     def check(self, user: str, password: str) -> bool:
         """Blocking (bcrypt): True when the password is the user's."""

@@ -30,7 +30,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..config import ConfigError
+from ..config import ConfigError, read_file
 
 PULL, PUSH, DELETE = "pull", "push", "delete"
 REPOSITORY_ACTIONS = frozenset({PULL, PUSH, DELETE})
@@ -111,11 +111,7 @@ class Policy(_Model):
 
     @classmethod
     def load(cls, path: Path) -> Policy:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise PolicyError(f"cannot read {path}: {exc.strerror}") from None
-        return cls.parse(text, str(path))
+        return cls.parse(read_file(path, PolicyError), str(path))
 
 
 # No policy file: signed-in users may do everything, anonymous callers nothing.
