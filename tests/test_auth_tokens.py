@@ -340,3 +340,18 @@ def test_external_issuer_with_jwks_and_certificates(make_berth: MakeBerth,
     # Without a local policy, an external token's catalog lists everything.
     catalog = sign(claims("eve", [("registry", "catalog", ["*"])]), ed_key, "EdDSA", kid="ed-1")
     assert call(server, "GET", "/v2/_catalog", catalog).status_code == 200
+
+
+def test_a_token_stops_working_when_it_expires(make_berth: MakeBerth, tmp_path: Path,
+                                               signing_key: Any) -> None:
+    """Accepted tokens are remembered between requests, but not past their expiry."""
+    config = token_auth(tmp_path, signing_key)
+    config["auth"]["token"]["leeway"] = 0
+    server = make_berth(config)
+    token = sign(claims("alice", [("repository", "team-a/brief", ["pull"])], lifetime=2),
+                 signing_key)
+    assert call(server, "GET", "/v2/team-a/brief/tags/list", token).status_code == 404
+    time.sleep(2.5)
+    expired = call(server, "GET", "/v2/team-a/brief/tags/list", token)
+    assert_challenge(expired, "repository:team-a/brief:pull", "invalid_token")
+    assert "expired" in expired.text
