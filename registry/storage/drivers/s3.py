@@ -1,12 +1,22 @@
 """S3 driver (boto3): AWS S3 and compatible stores (Ceph RGW, MinIO), blocking calls on a
 bounded thread pool of its own.
 
-Appendable objects (upload sessions) are stored as one immutable object per append,
-`<key>.chunks/<offset>` (20-digit zero-padded): any process can continue a session by
-listing them, a refused append leaves nothing (its multipart upload is aborted), and the
-data stays readable for re-hashing. `move` assembles the chunks into the destination with
-one multipart upload, copying big chunks server-side and merging small ones. The logical
-view (`stat`, `list_dir`, `walk`, `reader`) hides the chunk objects.
+An appendable object (an upload session's data) at key K lives in the store, so any
+process can continue it:
+
+* while small (under one part), as the object K itself, rewritten by each append;
+* then as one multipart upload at K: each append sends parts of `chunk_size` (doubled
+  every 1,000 parts, so 10,000 parts reach ~9.8 TiB), and what is left under a part is
+  carried over as a pending object `K.tail/<offset>` until the next append completes a
+  part. The parts S3 lists (ListParts) are the state: nothing else to keep in step.
+
+`move` completes the multipart upload (the tail as its last part) and copies K to its
+destination: CopyObject up to 5 GiB (a reference copy on RGW), part copies beyond.
+Objects written by appends carry the metadata flag `berth-append`, so reading a plain
+object (a blob) costs one request, and only flagged or missing keys are looked up as
+multipart uploads. Parts cannot be read before completion: `reader` on an appendable
+object completes it first ("seals" it); a later append starts a new multipart upload
+whose first parts copy the sealed object.
 """
 
 from __future__ import annotations
@@ -14,10 +24,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import boto3
@@ -37,9 +48,13 @@ T = TypeVar("T")
 MiB = 1024 * 1024
 MIN_PART = 5 * MiB  # S3's minimum for every part but the last
 MAX_COPY_PART = 5 * 1024 * MiB  # UploadPartCopy / CopyObject limit
+COPY_PART = 512 * MiB  # ranges of a multipart copy (objects over 5 GiB)
 READ_CHUNK = MiB
-COPY_CONCURRENCY = 8  # server-side part copies in flight while assembling one blob
-CHUNKS = ".chunks"
+COPY_CONCURRENCY = 8  # server-side part copies in flight for one object
+PARTS_IN_FLIGHT = 2  # part uploads of one append running while the next part fills
+FREE_PARTS = 1000  # up to this part number, an append's remainder of 5 MiB+ is a part
+TAIL = ".tail"
+FLAG = "berth-append"  # metadata of objects written by appends
 _MISSING = {"NoSuchKey", "404", "NotFound", "NoSuchUpload"}
 
 
@@ -50,11 +65,45 @@ def part_size(number: int, base: int) -> int:
 
 
 @dataclass(frozen=True, slots=True)
-class _Chunk:
-    key: str
-    offset: int
+class _Part:
+    number: int
+    etag: str
     size: int
-    modified: float
+    modified: float = 0.0
+
+
+@dataclass(slots=True)
+class _Session:
+    """What the store holds of an appendable object K."""
+
+    key: str
+    base: int | None = None  # size of the object K, when it holds the data
+    base_modified: float = 0.0
+    upload: str | None = None  # the multipart upload at K, once it has parts
+    parts: list[_Part] = field(default_factory=list)
+    tail: tuple[str, int] | None = None  # the pending object past the parts, and its size
+    tail_modified: float = 0.0
+    stale_tails: list[str] = field(default_factory=list)
+
+    @property
+    def in_parts(self) -> int:
+        return sum(p.size for p in self.parts)
+
+    @property
+    def size(self) -> int:
+        if self.upload is None:
+            return self.base or 0
+        return self.in_parts + (self.tail[1] if self.tail else 0)
+
+    @property
+    def modified(self) -> float:
+        if self.upload is None:
+            return self.base_modified
+        return max([p.modified for p in self.parts] + [self.tail_modified])
+
+    @property
+    def exists(self) -> bool:
+        return self.upload is not None or self.base is not None
 
 
 class S3Driver(StorageDriver):
@@ -117,25 +166,101 @@ class S3Driver(StorageDriver):
             kwargs["Delimiter"] = delimiter
         yield from self._s3.get_paginator("list_objects_v2").paginate(**kwargs)
 
-    def _chunks(self, key: str) -> list[_Chunk]:
+    # -- appendable objects: what the store holds of one -------------------------------
+
+    def _uploads_at(self, key: str) -> list[dict[str, Any]]:
         found = []
-        for page in self._list(key + CHUNKS + "/"):
-            for item in page.get("Contents", []):
-                offset = int(item["Key"].rsplit("/", 1)[1])
-                found.append(_Chunk(item["Key"], offset, int(item["Size"]),
-                                    item["LastModified"].timestamp()))
-        return sorted(found, key=lambda c: c.offset)
+        for page in self._s3.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.bucket, Prefix=key):
+            found += [u for u in page.get("Uploads", []) if u["Key"] == key]
+        return sorted(found, key=lambda u: (u["Initiated"], u["UploadId"]))
+
+    def _all_parts(self, key: str, upload: str) -> list[_Part]:
+        parts = []
+        for page in self._s3.get_paginator("list_parts").paginate(
+                Bucket=self.bucket, Key=key, UploadId=upload):
+            parts += [_Part(int(p["PartNumber"]), str(p["ETag"]), int(p["Size"]),
+                            p["LastModified"].timestamp()) for p in page.get("Parts", [])]
+        return sorted(parts, key=lambda p: p.number)
+
+    def _tails(self, key: str) -> list[tuple[str, int, int, float]]:
+        """Pending objects: (key, offset, size, modified)."""
+        return [(item["Key"], int(item["Key"].rsplit("/", 1)[1]), int(item["Size"]),
+                 item["LastModified"].timestamp())
+                for page in self._list(key + TAIL + "/") for item in page.get("Contents", [])]
+
+    def _session(self, key: str, head: dict[str, Any] | None = None) -> _Session:
+        """The data of K: its multipart upload's parts (the unbroken run from part 1) and
+        the tail right after them, when there is an upload with parts; else the object K.
+        An upload without parts (a process stopped just after creating it) is ignored."""
+        session = _Session(key)
+        for upload in self._uploads_at(key):
+            listed = self._all_parts(key, upload["UploadId"])
+            run = list(itertools.takewhile(lambda ip: ip[1].number == ip[0] + 1,
+                                           enumerate(listed)))
+            if run:
+                session.upload, session.parts = upload["UploadId"], [p for _, p in run]
+                break
+        if session.upload is not None:
+            for tail_key, offset, size, modified in self._tails(key):
+                if offset == session.in_parts and session.tail is None and size:
+                    session.tail, session.tail_modified = (tail_key, size), modified
+                else:
+                    session.stale_tails.append(tail_key)
+            return session
+        if head is None:
+            try:
+                head = self._s3.head_object(Bucket=self.bucket, Key=key)
+            except ClientError as exc:
+                if str(exc.response.get("Error", {}).get("Code")) not in _MISSING:
+                    raise
+        if head is not None:
+            session.base = int(head["ContentLength"])
+            session.base_modified = head["LastModified"].timestamp()
+        return session
+
+    def _seal(self, session: _Session) -> int:
+        """Complete the session's multipart upload into the object K, its tail the last
+        part; K's size. Parts past the data (left by a stopped process or an aborted
+        append) must be listed too on RGW, so K is then rebuilt without them."""
+        if session.upload is None:
+            return session.base or 0
+        key, upload = session.key, session.upload
+        listed = self._all_parts(key, upload)
+        extras = len(listed) > len(session.parts)
+        parts = list(listed if extras else session.parts)
+        size = session.in_parts
+        if session.tail and not extras:
+            number = len(parts) + 1
+            etag = self._s3.upload_part_copy(
+                Bucket=self.bucket, Key=key, UploadId=upload, PartNumber=number,
+                CopySource={"Bucket": self.bucket, "Key": session.tail[0]},
+            )["CopyPartResult"]["ETag"]
+            parts.append(_Part(number, str(etag), session.tail[1]))
+            size += session.tail[1]
+        self._s3.complete_multipart_upload(
+            Bucket=self.bucket, Key=key, UploadId=upload,
+            MultipartUpload={"Parts": [{"PartNumber": p.number, "ETag": p.etag}
+                                       for p in parts]})
+        if extras:
+            pieces = [(key, 0, size)]
+            if session.tail:
+                pieces.append((session.tail[0], 0, session.tail[1]))
+                size += session.tail[1]
+            self._assemble(pieces, key, appendable=True)
+        doomed = session.stale_tails + ([session.tail[0]] if session.tail else [])
+        if doomed:
+            self._delete_keys(doomed)
+        for other in self._uploads_at(key):  # uploads without parts, nothing of the data
+            with contextlib.suppress(ClientError):
+                self._s3.abort_multipart_upload(Bucket=self.bucket, Key=key,
+                                                UploadId=other["UploadId"])
+        return size
 
     # -- small objects --------------------------------------------------------------
 
     async def get(self, path: str) -> bytes:
-        key = self._key(path)
-        try:
-            response = await self._run(self._s3.get_object, Bucket=self.bucket, Key=key)
-        except PathNotFoundError:
-            return b"".join([chunk async for chunk in self.reader(path)])  # appended object
-        data: bytes = await self._run(response["Body"].read)
-        return data
+        return b"".join([chunk async for chunk in self.reader(path)])
 
     async def put(self, path: str, data: bytes) -> None:
         await self._run(self._s3.put_object, Bucket=self.bucket, Key=self._key(path),
@@ -144,17 +269,18 @@ class S3Driver(StorageDriver):
     # -- metadata -------------------------------------------------------------------
 
     def _stat(self, key: str, path: str) -> FileInfo:
+        head: dict[str, Any] | None = None
         try:
             head = self._s3.head_object(Bucket=self.bucket, Key=key)
-            return FileInfo(path, int(head["ContentLength"]), head["LastModified"].timestamp(),
-                            False)
         except ClientError as exc:
             if str(exc.response.get("Error", {}).get("Code")) not in _MISSING:
                 raise
-        chunks = self._chunks(key)
-        if chunks:
-            return FileInfo(path, sum(c.size for c in chunks), max(c.modified for c in chunks),
+        if head is not None and FLAG not in head.get("Metadata", {}):
+            return FileInfo(path, int(head["ContentLength"]), head["LastModified"].timestamp(),
                             False)
+        session = self._session(key, head)
+        if session.exists:
+            return FileInfo(path, session.size, session.modified, False)
         page = self._s3.list_objects_v2(Bucket=self.bucket, Prefix=key + "/", MaxKeys=1)
         if page.get("KeyCount", 0):
             return FileInfo(path, 0, 0.0, True)
@@ -176,7 +302,7 @@ class S3Driver(StorageDriver):
         for page in self._list(prefix, "/"):
             for common in page.get("CommonPrefixes", []):
                 name = common["Prefix"][len(prefix):].rstrip("/")
-                names.add(name.removesuffix(CHUNKS))
+                names.add(name.removesuffix(TAIL))
             for item in page.get("Contents", []):
                 names.add(item["Key"][len(prefix):])
         if not names:
@@ -193,8 +319,8 @@ class S3Driver(StorageDriver):
             for page in self._list(prefix):
                 for item in page.get("Contents", []):
                     parts = item["Key"][len(prefix):].split("/")
-                    if len(parts) >= 2 and parts[-2].endswith(CHUNKS):  # an appended object
-                        parts = [*parts[:-2], parts[-2].removesuffix(CHUNKS)]
+                    if len(parts) >= 2 and parts[-2].endswith(TAIL):  # an appended object
+                        parts = [*parts[:-2], parts[-2].removesuffix(TAIL)]
                     yield parts
 
         found = walk_keys(keys(), prune)
@@ -214,33 +340,43 @@ class S3Driver(StorageDriver):
 
     def _delete(self, key: str) -> None:
         keys = [key]
-        for prefix in (key + "/", key + CHUNKS + "/"):
+        for prefix in (key + "/", key + TAIL + "/"):
             for page in self._list(prefix):
                 keys.extend(item["Key"] for item in page.get("Contents", []))
         self._delete_keys(keys)
+        for page in self._s3.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.bucket, Prefix=key):
+            for upload in page.get("Uploads", []):
+                if upload["Key"] == key or upload["Key"].startswith(key + "/"):
+                    with contextlib.suppress(ClientError):
+                        self._s3.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"],
+                                                        UploadId=upload["UploadId"])
 
     async def delete(self, path: str) -> None:
         await self._run(self._delete, self._key(path))
 
     def _move(self, source: str, destination: str, path: str) -> None:
-        chunks = self._chunks(source)
-        if not chunks:
-            head = self._s3.head_object(Bucket=self.bucket, Key=source)  # 404 → not found
-            chunks = [_Chunk(source, 0, int(head["ContentLength"]), 0.0)]
-        total = sum(c.size for c in chunks)
-        if len(chunks) == 1 and total <= MAX_COPY_PART:
-            self._s3.copy_object(Bucket=self.bucket, Key=destination, **self._put_args,
-                                 CopySource={"Bucket": self.bucket, "Key": chunks[0].key})
+        session = self._session(source)
+        if not session.exists:
+            raise PathNotFoundError(path)
+        size = self._seal(session)
+        if size <= MAX_COPY_PART:  # RGW copies by reference: no data moves
+            self._s3.copy_object(Bucket=self.bucket, Key=destination, MetadataDirective="REPLACE",
+                                 CopySource={"Bucket": self.bucket, "Key": source},
+                                 **self._put_args)
         else:
-            self._assemble(chunks, destination)
-        self._delete_keys([c.key for c in chunks] + ([source] if chunks[0].key != source else []))
+            self._assemble([(source, 0, size)], destination)
+        self._delete_keys([source])
 
-    def _assemble(self, chunks: list[_Chunk], destination: str) -> None:
-        """One multipart upload from the chunks, in order: ranges of at least 5 MiB are
-        copied server-side, several at a time; smaller pieces are gathered in memory (at
-        most 5 MiB) into a part of their own, or the last part."""
+    def _assemble(self, pieces: list[tuple[str, int, int]], destination: str,
+                  appendable: bool = False) -> None:
+        """One multipart upload from byte ranges (key, start, length) of other objects, in
+        order: ranges of at least 5 MiB are copied server-side in parts of up to 512 MiB,
+        several at a time; smaller pieces are gathered in memory (at most 5 MiB) into a
+        part of their own, or the last part."""
+        extra = {"Metadata": {FLAG: "1"}} if appendable else {}
         upload = self._s3.create_multipart_upload(Bucket=self.bucket, Key=destination,
-                                                  **self._put_args)["UploadId"]
+                                                  **self._put_args, **extra)["UploadId"]
         etags: dict[int, Future[str]] = {}
         pending = bytearray()
         copier = ThreadPoolExecutor(COPY_CONCURRENCY, thread_name_prefix="berth-s3-copy")
@@ -260,20 +396,21 @@ class S3Driver(StorageDriver):
             pending.clear()
 
         try:
-            for chunk in chunks:
-                start = 0
-                while start < chunk.size:
-                    left = chunk.size - start
+            for key, first, size in pieces:
+                start = first
+                while start < first + size:
+                    left = first + size - start
                     if not pending and left >= MIN_PART:
-                        length = min(left, MAX_COPY_PART)
+                        length = left if left - COPY_PART < MIN_PART else COPY_PART
+                        length = min(length, MAX_COPY_PART)
                         number = len(etags) + 1
                         etags[number] = copier.submit(
-                            send, number, CopySource={"Bucket": self.bucket, "Key": chunk.key},
+                            send, number, CopySource={"Bucket": self.bucket, "Key": key},
                             CopySourceRange=f"bytes={start}-{start + length - 1}")
                     else:
                         length = min(left, MIN_PART - len(pending))
                         pending += self._s3.get_object(
-                            Bucket=self.bucket, Key=chunk.key,
+                            Bucket=self.bucket, Key=key,
                             Range=f"bytes={start}-{start + length - 1}",
                         )["Body"].read()
                         if len(pending) >= MIN_PART:
@@ -299,49 +436,76 @@ class S3Driver(StorageDriver):
 
     # -- streams ----------------------------------------------------------------------
 
+    def _get(self, key: str, offset: int, end: int | None) -> Any:
+        """GET bytes [offset, end) (to the end when None); None when nothing is there."""
+        args: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if offset or end is not None:
+            args["Range"] = f"bytes={offset}-{'' if end is None else end - 1}"
+        try:
+            return self._s3.get_object(**args)
+        except ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code")) == "InvalidRange":
+                return None
+            raise
+
+    def _open(self, key: str, path: str, offset: int, end: int | None) -> Any:
+        """One GET for a plain object; an appendable one is sealed first (S3 cannot read
+        the parts of an upload in progress)."""
+        try:
+            response = self._get(key, offset, end)
+        except ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code")) not in _MISSING:
+                raise
+            response = None
+        if response is not None:
+            if FLAG not in response.get("Metadata", {}):
+                return response
+            response["Body"].close()
+        session = self._session(key)
+        if not session.exists:
+            raise PathNotFoundError(path)
+        self._seal(session)
+        return self._get(key, offset, end)
+
     async def reader(
         self, path: str, offset: int = 0, length: int | None = None
     ) -> AsyncIterator[bytes]:
-        key = self._key(path)
-        chunks = await self._run(self._chunks, key)
-        if not chunks:
-            info = await self.stat(path)
-            chunks = [_Chunk(key, 0, info.size, info.modified)]
-        end = sum(c.size for c in chunks) if length is None else offset + length
-        for chunk in chunks:
-            lo, hi = max(offset, chunk.offset), min(end, chunk.offset + chunk.size)
-            if lo >= hi:
-                continue
-            response = await self._run(
-                self._s3.get_object, Bucket=self.bucket, Key=chunk.key,
-                Range=f"bytes={lo - chunk.offset}-{hi - chunk.offset - 1}",
-            )
-            body = response["Body"]
-            try:
-                while data := await self._run(body.read, READ_CHUNK):
-                    yield data
-            finally:
-                body.close()
+        if length == 0:
+            return
+        end = None if length is None else offset + length
+        response = await self._run(self._open, self._key(path), path, offset, end)
+        if response is None:
+            return
+        body = response["Body"]
+        try:
+            while data := await self._run(body.read, READ_CHUNK):
+                yield data
+        finally:
+            body.close()
 
     async def appender(self, path: str, resume_at: int | None = None) -> Appender:
-        key = self._key(path)
-        chunks = await self._run(self._chunks, key)
-        size = sum(c.size for c in chunks)
-        if resume_at is not None and resume_at != size:
-            if resume_at > size:
-                raise StorageError(f"{path}: cannot resume at {resume_at}, it has {size} bytes")
-            await self._run(self._truncate, chunks, resume_at)
-            size = resume_at
-        return _ChunkAppender(self, f"{key}{CHUNKS}/{size:020d}", size)
+        return await self._run(self._open_appender, self._key(path), path, resume_at)
 
-    def _truncate(self, chunks: list[_Chunk], at: int) -> None:
-        """Drop the data past `at`: whole chunks are deleted, a chunk across it is rewritten
-        from its own head (server-side, as any assembly)."""
-        doomed = [c.key for c in chunks if c.offset >= at]
-        for chunk in chunks:
-            if chunk.offset < at < chunk.offset + chunk.size:
-                self._assemble([_Chunk(chunk.key, 0, at - chunk.offset, 0.0)], chunk.key)
-        self._delete_keys(doomed)
+    def _open_appender(self, key: str, path: str, resume_at: int | None) -> _SessionAppender:
+        session = self._session(key)
+        if resume_at is not None and resume_at != session.size:
+            if resume_at > session.size:
+                raise StorageError(f"{path}: cannot resume at {resume_at}, it has "
+                                   f"{session.size} bytes")
+            self._truncate(session, resume_at)
+            session = self._session(key)
+        return _SessionAppender(self, session)
+
+    def _truncate(self, session: _Session, at: int) -> None:
+        """Keep the first `at` bytes: the session is sealed, then K rebuilt from its head
+        (server-side, as any assembly)."""
+        size = self._seal(session)
+        if at < size:
+            if at:
+                self._assemble([(session.key, 0, at)], session.key, appendable=True)
+            else:
+                self._s3.put_object(Bucket=self.bucket, Key=session.key, Body=b"",
+                                    Metadata={FLAG: "1"}, **self._put_args)
 
     async def redirect_url(self, path: str, method: str = "GET") -> str | None:
         if self.redirect_ttl is None:
@@ -354,16 +518,33 @@ class S3Driver(StorageDriver):
         return url
 
     def _abort_stale(self, prefix: str, cutoff: float) -> int:
+        """Abort multipart uploads with no activity (a part or a tail written) since
+        `cutoff`: those of sessions nobody continues, and copies a stopped process left."""
         aborted = 0
         paginator = self._s3.get_paginator("list_multipart_uploads")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
             for upload in page.get("Uploads", []):
-                if upload["Initiated"].timestamp() < cutoff:
-                    with contextlib.suppress(ClientError):
-                        self._s3.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"],
-                                                        UploadId=upload["UploadId"])
+                if upload["Initiated"].timestamp() > cutoff:
+                    continue
+                key, upload_id = upload["Key"], upload["UploadId"]
+                with contextlib.suppress(ClientError):
+                    activity = [p.modified for p in self._all_parts(key, upload_id)]
+                    activity += [t[3] for t in self._tails(key)]
+                    if max(activity, default=0.0) <= cutoff:
+                        self._s3.abort_multipart_upload(Bucket=self.bucket, Key=key,
+                                                        UploadId=upload_id)
                         aborted += 1
+                        self._drop_marker(key)
         return aborted
+
+    def _drop_marker(self, key: str) -> None:
+        """Delete K when it is only the empty object naming a session's upload."""
+        try:
+            head = self._s3.head_object(Bucket=self.bucket, Key=key)
+        except ClientError:
+            return
+        if FLAG in head.get("Metadata", {}) and not int(head["ContentLength"]):
+            self._delete_keys([key])
 
     async def abort_stale_writes(self, path: str, older_than: float) -> int:
         return await self._run(self._abort_stale, self._key(path), time.time() - older_than)
@@ -372,64 +553,124 @@ class S3Driver(StorageDriver):
         self._pool.shutdown(wait=True)
 
 
-class _ChunkAppender(Appender):
-    """One append: a new chunk object, sent as a multipart upload once it outgrows a part."""
+class _SessionAppender(Appender):
+    """One append to an appendable object: full parts go to the session's multipart
+    upload as they fill (one in flight while the next fills), the remainder becomes a part
+    (5 MiB or more, among the first 1,000 parts) or the new tail."""
 
-    def __init__(self, driver: S3Driver, key: str, size: int) -> None:
-        self._driver, self._key, self.size = driver, key, size
-        self._opened_at = size
+    def __init__(self, driver: S3Driver, session: _Session) -> None:
+        self._driver, self._key = driver, session.key
+        self.size = self._opened = session.size
+        self._upload = session.upload
+        self._parts = list(session.parts)
+        self._old_tail = session.tail[0] if session.tail else None
+        self._stale_tails = list(session.stale_tails)
+        self._has_object = session.base is not None
+        self._copy_base = 0  # bytes of K to copy into the upload as its first parts
         self._buffer = bytearray()
-        self._upload: str | None = None
-        self._parts: list[dict[str, Any]] = []
+        if session.upload is not None and session.tail is not None:
+            self._buffer += self._read(session.tail[0])
+        elif session.base:
+            if session.base < MIN_PART:
+                self._buffer += self._read(self._key)
+            else:
+                self._copy_base = session.base
+        self._in_flight: asyncio.Future[None] | None = None
+        self._sent = False  # a part of this append's data was sent
 
     @property
     def _s3(self) -> Any:
         return self._driver._s3
 
+    def _read(self, key: str) -> bytes:
+        data: bytes = self._s3.get_object(Bucket=self._driver.bucket, Key=key)["Body"].read()
+        return data
+
     def _next_part_size(self) -> int:
         return part_size(len(self._parts) + 1, self._driver.chunk_size)
 
-    def _send_part(self, data: bytes) -> None:
+    def _start(self) -> None:
+        """The session's multipart upload, its first parts copies of the object K."""
         driver = self._driver
+        if not self._has_object:  # K names the session in listings while parts pile up
+            self._s3.put_object(Bucket=driver.bucket, Key=self._key, Body=b"",
+                                Metadata={FLAG: "1"}, **driver._put_args)
+            self._has_object = True
+        self._upload = self._s3.create_multipart_upload(
+            Bucket=driver.bucket, Key=self._key, Metadata={FLAG: "1"},
+            **driver._put_args)["UploadId"]
+        count = -(-self._copy_base // MAX_COPY_PART)
+        for index in range(count):
+            start = self._copy_base * index // count
+            end = self._copy_base * (index + 1) // count
+            etag = self._s3.upload_part_copy(
+                Bucket=driver.bucket, Key=self._key, UploadId=self._upload,
+                PartNumber=index + 1, CopySource={"Bucket": driver.bucket, "Key": self._key},
+                CopySourceRange=f"bytes={start}-{end - 1}")["CopyPartResult"]["ETag"]
+            self._parts.append(_Part(index + 1, str(etag), end - start))
+        self._copy_base = 0
+
+    def _send_part(self, data: bytes) -> None:
         if self._upload is None:
-            self._upload = self._s3.create_multipart_upload(
-                Bucket=driver.bucket, Key=self._key, **driver._put_args)["UploadId"]
+            self._start()
         number = len(self._parts) + 1
-        etag = self._s3.upload_part(Bucket=driver.bucket, Key=self._key, UploadId=self._upload,
-                                    PartNumber=number, Body=data)["ETag"]
-        self._parts.append({"PartNumber": number, "ETag": etag})
+        etag = self._s3.upload_part(Bucket=self._driver.bucket, Key=self._key,
+                                    UploadId=self._upload, PartNumber=number, Body=data)["ETag"]
+        self._parts.append(_Part(number, str(etag), len(data)))
+        self._sent = True
+
+    async def _settle(self) -> None:
+        if self._in_flight is not None:
+            flight, self._in_flight = self._in_flight, None
+            await flight
 
     async def write(self, data: bytes) -> None:
         self._buffer += data
         self.size += len(data)
         while len(self._buffer) >= self._next_part_size():
+            await self._settle()  # one part in flight; its number is now taken
             cut = self._next_part_size()
-            part, self._buffer = bytes(self._buffer[:cut]), self._buffer[cut:]
-            await self._driver._run(self._send_part, part)
+            part = bytes(self._buffer[:cut])
+            del self._buffer[:cut]
+            self._in_flight = asyncio.ensure_future(self._driver._run(self._send_part, part))
 
     def _commit(self) -> None:
         driver = self._driver
-        if self._upload is None:
-            if self._buffer:
+        if self._upload is None and not self._copy_base:
+            if self._buffer or not self._has_object:  # a small object: K itself, rewritten
                 self._s3.put_object(Bucket=driver.bucket, Key=self._key,
-                                    Body=bytes(self._buffer), **driver._put_args)
+                                    Body=bytes(self._buffer), Metadata={FLAG: "1"},
+                                    **driver._put_args)
             return
-        if self._buffer:
-            self._send_part(bytes(self._buffer))
-        self._s3.complete_multipart_upload(Bucket=driver.bucket, Key=self._key,
-                                           UploadId=self._upload,
-                                           MultipartUpload={"Parts": self._parts})
+        if self._upload is None:
+            self._start()
+        remainder = bytes(self._buffer)
+        if len(remainder) >= MIN_PART and len(self._parts) < FREE_PARTS:
+            self._send_part(remainder)
+            remainder = b""
+        tail = f"{self._key}{TAIL}/{sum(p.size for p in self._parts):020d}"
+        if remainder:
+            self._s3.put_object(Bucket=driver.bucket, Key=tail, Body=remainder,
+                                **driver._put_args)
+        doomed = [k for k in [self._old_tail, *self._stale_tails]
+                  if k and not (remainder and k == tail)]
+        if doomed:
+            driver._delete_keys(doomed)
 
     async def commit(self) -> None:
-        await self._driver._run(self._commit)
+        await self._settle()
+        if self.size != self._opened or (self._upload is None and not self._has_object):
+            await self._driver._run(self._commit)
         self._buffer.clear()
-
-    def _abort(self) -> None:
-        if self._upload is not None:
-            self._s3.abort_multipart_upload(Bucket=self._driver.bucket, Key=self._key,
-                                            UploadId=self._upload)
 
     async def abort(self) -> None:
-        await self._driver._run(self._abort)
+        if self._in_flight is not None:
+            with contextlib.suppress(Exception):
+                await self._settle()
         self._buffer.clear()
-        self.size = self._opened_at
+        if self._sent:  # parts hold some of this append: cut the object back
+            await self._driver._run(self._restore)
+        self.size = self._opened
+
+    def _restore(self) -> None:
+        self._driver._truncate(self._driver._session(self._key), self._opened)
