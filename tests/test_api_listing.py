@@ -157,3 +157,24 @@ def test_referrers_invalid_digest(berth: BerthServer, repo: str) -> None:
     r = requests.get(f"{berth.url}/v2/{repo}/referrers/sha256:nope")
     assert r.status_code == 400
     assert error_code(r) == "DIGEST_INVALID"
+
+
+def test_catalog_pages_on_every_driver(berth: BerthServer, repo: str) -> None:
+    """Names that are prefixes of others ('x', 'x-b', 'x.b', 'x/b') page in lexical order
+    whatever the storage (the index keys keep that order on S3 too)."""
+    names = [repo, f"{repo}-b", f"{repo}.b", f"{repo}/b", f"{repo}/b/c"]
+    for name in names:
+        push_blob(berth.url, name, b"catalog page " + name.encode())
+    whole = requests.get(f"{berth.url}/v2/_catalog").json()["repositories"]
+    assert whole == sorted(whole)
+    assert [n for n in whole if n.startswith(repo)] == sorted(names)
+    walked: list[str] = []
+    url: str | None = f"{berth.url}/v2/_catalog?n=3"
+    while url:
+        r = requests.get(url)
+        page = r.json()["repositories"]
+        assert len(page) <= 3
+        walked += page
+        link = r.headers.get("Link")
+        url = berth.url + link.split(";")[0].strip("<>") if link else None
+    assert walked == whole

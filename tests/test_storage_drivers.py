@@ -218,3 +218,18 @@ async def test_many_small_appends(driver: StorageDriver) -> None:
         assert (await driver.stat("m/data")).size == offset
     await driver.move("m/data", "blobs/m/data")
     assert await read_all(driver, "blobs/m/data") == b"".join(pieces)
+
+
+async def test_list_keys_pages_in_byte_order(driver: StorageDriver) -> None:
+    names = ["a", "a-b", "a.c", "a/b", "b", "a/b/c", "z9"]
+    for name in names:
+        await driver.put(f"idx/{name}!", b"")
+    await driver.put("idx-sibling", b"")  # not below idx/
+    everything = await driver.list_keys("idx")
+    assert everything == sorted(f"{n}!" for n in names)
+    assert [k[:-1] for k in everything] == sorted(names)  # `!` keeps the names' order
+    assert await driver.list_keys("idx", limit=2) == ["a!", "a-b!"]
+    assert await driver.list_keys("idx", start_after="a!", limit=3) == ["a-b!", "a.c!", "a/b!"]
+    assert await driver.list_keys("idx", start_after="a/b/c!") == ["b!", "z9!"]
+    assert await driver.list_keys("idx", start_after="z9!") == []
+    assert await driver.list_keys("nothing/here") == []

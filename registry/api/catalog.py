@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..auth.access import access
-from .common import json_response, paginate, registry
+from .common import json_response, next_link, page_query, registry
 
 
 async def version_check(request: web.Request) -> web.StreamResponse:
@@ -13,11 +13,9 @@ async def version_check(request: web.Request) -> web.StreamResponse:
 
 
 async def catalog(request: web.Request) -> web.StreamResponse:
-    caller = access(request)
-    names = [n for n in await registry(request).repositories.names() if caller.lists(n)]
-    page, link = paginate(request, names, "/v2/_catalog")
-    headers = {"Link": link} if link else {}
-    return json_response({"repositories": page}, headers=headers)
+    last, n = page_query(request)
+    page, more = await registry(request).repositories.page(access(request).lists, last, n)
+    return json_response({"repositories": page}, headers=next_link("/v2/_catalog", n, page, more))
 
 
 def routes(app: web.Application) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, NoReturn
 from urllib.parse import urlencode
@@ -60,25 +59,26 @@ async def name_known(
     raise exc
 
 
-def paginate(request: web.Request, items: list[str], path: str) -> tuple[list[str], str | None]:
-    """Apply `n` and `last` to a sorted list; return the page and its RFC 5988 Link."""
-    last = request.query.get("last")
-    if last:
-        items = items[bisect_right(items, last) :]
+def page_query(request: web.Request) -> tuple[str | None, int | None]:
+    """`last` and `n` of a listing request (n: a non-negative integer, or absent)."""
+    last = request.query.get("last") or None
     raw_n = request.query.get("n")
     if raw_n is None or raw_n == "":
-        return items, None
+        return last, None
     try:
         n = int(raw_n)
         if n < 0:
             raise ValueError
     except ValueError:
         raise PaginationInvalid(detail={"n": raw_n}) from None
-    page = items[:n]
-    if n == 0 or len(items) <= n:
-        return page, None
-    query = urlencode({"n": n, "last": page[-1]})
-    return page, f'<{path}?{query}>; rel="next"'
+    return last, n
+
+
+def next_link(path: str, n: int | None, page: list[str], more: bool) -> dict[str, str]:
+    """The RFC 5988 `Link` header to the next page, when there is one."""
+    if not more or not n or not page:
+        return {}
+    return {"Link": f'<{path}?{urlencode({"n": n, "last": page[-1]})}>; rel="next"'}
 
 
 def json_response(body: Any, status: int = 200, **kwargs: Any) -> web.Response:

@@ -257,7 +257,7 @@ class ManifestStore:
             raise errors.ManifestUnknown(detail={"digest": reference})
         info, _ = await self._load(name, ref)
         for tag in await self.tags.pointing_at(name, ref):
-            await self.driver.delete(paths.tag(name, tag))
+            await self.tags.forget(name, tag)
         await self.remove_revision(name, ref, info.subject)
 
     async def remove_revision(self, name: str, digest: Digest, subject: Digest | None) -> None:

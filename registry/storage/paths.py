@@ -12,11 +12,17 @@ filesystem or bucket that registry wrote can be served by Berth as it is:
     repositories/<name>/_uploads/<id>/{data,startedat}           upload session
     repositories/<name>/_uploads/<id>/hashstates/<alg>/<offset>  its resumable digest
     repositories/<name>/_referrers/<alg>/<hex>/<alg>/<hex>/link  subject -> referrer (Berth)
-    _catalog/<name>/_repository                                  the catalog index (Berth)
-    _catalog/_complete                                           it holds every repository
+    repositories/<name>/_tags/<tag>                              the tag index (Berth)
+    repositories/<name>/_tags.complete                           it holds every tag
+    _index/repositories/<name>!                                  the catalog index (Berth)
+    _index/repositories.complete                                 it holds every repository
 
 Link files hold the digest as text. Names under a repository that start with `_` are
 never repository-name components (the name grammar forbids a leading `_`).
+
+The indexes are flat keys listed in byte order, one page per request: tags have no `/`, so
+`<tag>` sorts as the tag does; repository names do, so each ends in `!`, which sorts before
+every character a name may hold ("a!" < "a-b!" < "a/b!", as "a" < "a-b" < "a/b").
 """
 
 from __future__ import annotations
@@ -26,9 +32,10 @@ from client.oci.digest import Digest
 ROOT = "docker/registry/v2"
 REPOSITORIES = f"{ROOT}/repositories"
 BLOBS = f"{ROOT}/blobs"
-CATALOG = f"{ROOT}/_catalog"  # Berth: one marker per repository, listed by `_catalog`
-CATALOG_COMPLETE = f"{CATALOG}/_complete"
-CATALOG_ENTRY = "_repository"
+CATALOG = f"{ROOT}/_index/repositories"  # Berth: one key per repository, for `_catalog`
+CATALOG_COMPLETE = f"{ROOT}/_index/repositories.complete"
+CATALOG_END = "!"
+OLD_CATALOG = f"{ROOT}/_catalog"  # the first index (one directory per name: wrong order)
 REPOSITORY_MARKERS = ("_layers", "_manifests")
 
 
@@ -41,7 +48,7 @@ def blob_data(digest: Digest) -> str:
 
 
 def catalog_entry(name: str) -> str:
-    return f"{CATALOG}/{name}/{CATALOG_ENTRY}"
+    return f"{CATALOG}/{name}{CATALOG_END}"
 
 
 def repository(name: str) -> str:
@@ -79,6 +86,14 @@ def tag(name: str, tag_name: str) -> str:
 
 def tag_link(name: str, tag_name: str) -> str:
     return f"{tag(name, tag_name)}/current/link"
+
+
+def tag_index(name: str) -> str:
+    return f"{repository(name)}/_tags"
+
+
+def tag_index_complete(name: str) -> str:
+    return f"{repository(name)}/_tags.complete"
 
 
 def uploads(name: str) -> str:

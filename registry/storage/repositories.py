@@ -1,21 +1,21 @@
 """Repository existence and the catalog index.
 
-`_catalog` lists one small marker per repository, written when a manifest is stored there
-and when a blob is linked (at most once a minute per process), so listing repositories
-costs one listing of markers (on S3, a request per 1,000 repositories), never a walk over
-every blob link. A root
+`_catalog` lists one small key per repository (`_index/repositories/<name>!`), written when
+a manifest is stored there and when a blob is linked (at most once a minute per process):
+a page of the catalog is one listing request, never a walk over every blob link. A root
 written before the index existed (or by the distribution registry) is indexed once, by a
-walk, the first time the catalog is asked for. Markers of repositories whose content is all
-gone are removed by garbage collection.
+walk, the first time the catalog is asked for. Entries of repositories whose content is
+all gone are removed by garbage collection.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from . import paths
 from .drivers.base import PathNotFoundError, StorageDriver
-from .links import link_exists
+from .index import FlatIndex
 
 REMEMBER = 60.0  # seconds a written marker is not rewritten by this process
 
@@ -23,6 +23,7 @@ REMEMBER = 60.0  # seconds a written marker is not rewritten by this process
 class RepositoryStore:
     def __init__(self, driver: StorageDriver) -> None:
         self.driver = driver
+        self.index = FlatIndex(driver, paths.CATALOG, paths.CATALOG_COMPLETE, paths.CATALOG_END)
         # when this process last wrote each marker (a garbage collection elsewhere may have
         # removed one since, so the memory only saves rewrites for a short while)
         self._registered: dict[str, float] = {}
@@ -43,24 +44,24 @@ class RepositoryStore:
         process wrote it lately; manifest pushes do, they are rare)."""
         now = time.monotonic()
         if always or now - self._registered.get(name, -REMEMBER) >= REMEMBER:
-            await self.driver.put(paths.catalog_entry(name), b"")
+            await self.index.add(name)
             self._registered[name] = now
 
     async def names(self) -> list[str]:
         """Every repository name, in lexical order."""
-        if not await link_exists(self.driver, paths.CATALOG_COMPLETE):
-            await self._index_existing()
-        try:
-            entries = await self.driver.walk(paths.CATALOG, lambda _: False)
-        except PathNotFoundError:
-            return []
-        suffix = "/" + paths.CATALOG_ENTRY
-        return sorted(e[: -len(suffix)] for e in entries if e.endswith(suffix))
+        await self.index.ensure(self._existing)
+        return await self.index.page()
 
-    async def _index_existing(self) -> None:
-        for name in await self.walk_names():
-            await self.register(name)
-        await self.driver.put(paths.CATALOG_COMPLETE, b"")
+    async def page(self, accept: Callable[[str], bool], after: str | None,
+                   limit: int | None) -> tuple[list[str], bool]:
+        """Up to `limit` names after `after` that `accept` takes, and whether more follow."""
+        await self.index.ensure(self._existing)
+        return await self.index.select(accept, after, limit)
+
+    async def _existing(self) -> list[str]:
+        names = await self.walk_names()
+        await self.driver.delete(paths.OLD_CATALOG)  # the first index, superseded
+        return names
 
     async def walk_names(self) -> list[str]:
         """Repository names found by walking the repository tree (the slow way)."""
@@ -77,5 +78,5 @@ class RepositoryStore:
 
     async def forget(self, name: str) -> None:
         """Drop the catalog marker of a repository that no longer holds anything."""
-        await self.driver.delete(paths.catalog_entry(name))
+        await self.index.remove(name)
         self._registered.pop(name, None)

@@ -1,4 +1,7 @@
-"""Tags: a link per tag to the manifest digest it names."""
+"""Tags: a link per tag to the manifest digest it names, and a flat index of tag names per
+repository (`_tags/<tag>`), so a page of `tags/list` is one listing request. The link is
+the truth: it is written before its index entry and removed after it, so a listed tag
+always resolves."""
 
 from __future__ import annotations
 
@@ -7,12 +10,23 @@ from client.oci.digest import Digest
 from .. import errors
 from . import paths
 from .drivers.base import PathNotFoundError, StorageDriver
+from .index import FlatIndex
 from .links import read_link, write_link
 
 
 class TagStore:
     def __init__(self, driver: StorageDriver) -> None:
         self.driver = driver
+        self._indexes: dict[str, FlatIndex] = {}
+
+    def _index(self, name: str) -> FlatIndex:
+        index = self._indexes.get(name)
+        if index is None:
+            if len(self._indexes) > 10_000:
+                self._indexes.clear()
+            index = self._indexes[name] = FlatIndex(
+                self.driver, paths.tag_index(name), paths.tag_index_complete(name))
+        return index
 
     async def resolve(self, name: str, tag: str) -> Digest:
         digest = await read_link(self.driver, paths.tag_link(name, tag))
@@ -22,14 +36,30 @@ class TagStore:
 
     async def set(self, name: str, tag: str, digest: Digest) -> None:
         await write_link(self.driver, paths.tag_link(name, tag), digest)
+        await self._index(name).add(tag)
 
     async def delete(self, name: str, tag: str) -> None:
         if await read_link(self.driver, paths.tag_link(name, tag)) is None:
             raise errors.ManifestUnknown(detail={"tag": tag})
+        await self.forget(name, tag)
+
+    async def forget(self, name: str, tag: str) -> None:
+        """Remove a tag: from the index first, so a listed tag always resolves."""
+        await self._index(name).remove(tag)
         await self.driver.delete(paths.tag(name, tag))
 
     async def names(self, name: str) -> list[str]:
         """All tags of a repository in lexical (byte) order."""
+        return (await self.page(name, None, None))[0]
+
+    async def page(self, name: str, after: str | None,
+                   limit: int | None) -> tuple[list[str], bool]:
+        """Up to `limit` tags after `after`, and whether more follow."""
+        index = self._index(name)
+        await index.ensure(lambda: self._linked(name))
+        return await index.select(lambda _: True, after, limit)
+
+    async def _linked(self, name: str) -> list[str]:
         try:
             return await self.driver.list_dir(paths.tags(name))
         except PathNotFoundError:

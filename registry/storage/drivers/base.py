@@ -48,6 +48,12 @@ class Appender(abc.ABC):
         """Drop what was written since opening and release the stream."""
 
 
+def page_of(keys: Iterable[str], start_after: str | None, limit: int | None) -> list[str]:
+    """`list_keys` over keys at hand: sorted, after `start_after`, at most `limit`."""
+    ordered = sorted(k for k in keys if start_after is None or k > start_after)
+    return ordered if limit is None else ordered[:limit]
+
+
 def walk_keys(relative_keys: Iterable[list[str]], prune: Callable[[str], bool]) -> list[str]:
     """`walk` for flat key spaces: each key (as its path components below the walked path)
     contributes itself and the directories it implies, stopping below a pruned directory."""
@@ -91,6 +97,13 @@ class StorageDriver(abc.ABC):
     async def walk(self, path: str, prune: Callable[[str], bool]) -> list[str]:
         """Every path below `path` (relative to it), not descending into directories
         whose name satisfies `prune` (those directories are still listed)."""
+
+    @abc.abstractmethod
+    async def list_keys(self, path: str, start_after: str | None = None,
+                        limit: int | None = None) -> list[str]:
+        """Objects below `path` (relative keys, `/` inside), in byte order, those after
+        `start_after` only, at most `limit`: a page of a flat index, one request on object
+        stores. A missing `path` has no keys."""
 
     @abc.abstractmethod
     async def move(self, source: str, destination: str) -> None:

@@ -20,7 +20,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
-from .base import Appender, FileInfo, PathNotFoundError, StorageDriver, StorageError
+from .base import (
+    Appender,
+    FileInfo,
+    PathNotFoundError,
+    StorageDriver,
+    StorageError,
+    page_of,
+)
 
 T = TypeVar("T")
 READ_CHUNK = 1024 * 1024
@@ -172,6 +179,16 @@ class FilesystemDriver(StorageDriver):
                     if entry.is_dir(follow_symlinks=False) and not prune(name):
                         stack.append((entry.path, relative + "/"))
         return found
+
+    @classmethod
+    def _files(cls, top: Path) -> list[str]:
+        return [key for key in cls._walk(top, lambda _: False)
+                if not (top / key).is_dir()]
+
+    async def list_keys(self, path: str, start_after: str | None = None,
+                        limit: int | None = None) -> list[str]:
+        keys = await self.run(self._files, self._path(path))
+        return page_of(keys, start_after, limit)
 
     async def walk(self, path: str, prune: Callable[[str], bool]) -> list[str]:
         top = self._path(path)

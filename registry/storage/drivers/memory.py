@@ -12,6 +12,7 @@ from .base import (
     PathNotFoundError,
     StorageDriver,
     StorageError,
+    page_of,
     walk_keys,
 )
 
@@ -84,6 +85,12 @@ class MemoryDriver(StorageDriver):
         if not children:
             raise PathNotFoundError(path)
         return sorted(children)
+
+    async def list_keys(self, path: str, start_after: str | None = None,
+                        limit: int | None = None) -> list[str]:
+        prefix = _clean(path) + "/"
+        keys = (k[len(prefix):] for k in self._objects if k.startswith(prefix))
+        return page_of(keys, start_after, limit)
 
     async def walk(self, path: str, prune: Callable[[str], bool]) -> list[str]:
         prefix = _clean(path) + "/"

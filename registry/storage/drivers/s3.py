@@ -331,6 +331,26 @@ class S3Driver(StorageDriver):
     async def walk(self, path: str, prune: Callable[[str], bool]) -> list[str]:
         return await self._run(self._walk, self._key(path), path, prune)
 
+    def _list_keys(self, key: str, start_after: str | None, limit: int | None) -> list[str]:
+        prefix = key + "/"
+        args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+        if start_after is not None:
+            args["StartAfter"] = prefix + start_after
+        keys: list[str] = []
+        while limit is None or len(keys) < limit:
+            if limit is not None:
+                args["MaxKeys"] = min(1000, limit - len(keys))
+            page = self._s3.list_objects_v2(**args)
+            keys += [item["Key"][len(prefix):] for item in page.get("Contents", [])]
+            if not page.get("IsTruncated"):
+                break
+            args["ContinuationToken"] = page["NextContinuationToken"]
+        return keys
+
+    async def list_keys(self, path: str, start_after: str | None = None,
+                        limit: int | None = None) -> list[str]:
+        return await self._run(self._list_keys, self._key(path), start_after, limit)
+
     # -- delete, move -------------------------------------------------------------
 
     def _delete_keys(self, keys: list[str]) -> None:

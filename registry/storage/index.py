@@ -1,0 +1,69 @@
+"""Flat indexes for listings: one empty object per entry under a prefix, listed a page at
+a time in byte order (one request per page on S3), with a `.complete` marker saying the
+index holds every entry. Content written before an index existed (by an older Berth or by
+the distribution registry) is indexed once, the first time a listing asks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
+
+from .drivers.base import StorageDriver
+from .links import link_exists
+
+WRITES_IN_FLIGHT = 32  # index entries written at once when indexing existing content
+
+
+class FlatIndex:
+    def __init__(self, driver: StorageDriver, prefix: str, complete: str,
+                 end: str = "") -> None:
+        self.driver, self.prefix, self.complete, self.end = driver, prefix, complete, end
+        self._known_complete = False  # the marker never goes away once written
+
+    def key(self, entry: str) -> str:
+        return f"{self.prefix}/{entry}{self.end}"
+
+    async def add(self, entry: str) -> None:
+        await self.driver.put(self.key(entry), b"")
+
+    async def remove(self, entry: str) -> None:
+        await self.driver.delete(self.key(entry))
+
+    async def ensure(self, existing: Callable[[], Awaitable[Iterable[str]]]) -> None:
+        """Index what `existing` finds (the slow way), once."""
+        if self._known_complete or await link_exists(self.driver, self.complete):
+            self._known_complete = True
+            return
+        gate = asyncio.Semaphore(WRITES_IN_FLIGHT)
+
+        async def add(entry: str) -> None:
+            async with gate:
+                await self.add(entry)
+
+        await asyncio.gather(*(add(e) for e in await existing()))
+        await self.driver.put(self.complete, b"")
+        self._known_complete = True
+
+    async def page(self, after: str | None = None, limit: int | None = None) -> list[str]:
+        """Entries after `after`, at most `limit`, in lexical order."""
+        start = None if after is None else after + self.end
+        keys = await self.driver.list_keys(self.prefix, start, limit)
+        return [k[: len(k) - len(self.end)] for k in keys if k.endswith(self.end)]
+
+    async def select(self, accept: Callable[[str], bool], after: str | None,
+                     limit: int | None) -> tuple[list[str], bool]:
+        """Up to `limit` accepted entries after `after`, and whether more may follow;
+        reads pages until it has them (a filter may drop most of a page)."""
+        chosen: list[str] = []
+        batch = None if limit is None else max(limit + 1, 100)
+        while True:
+            entries = await self.page(after, batch)
+            for entry in entries:
+                if accept(entry):
+                    if limit is not None and len(chosen) == limit:
+                        return chosen, True
+                    chosen.append(entry)
+            if batch is None or len(entries) < batch:
+                return chosen, False
+            after = entries[-1]
