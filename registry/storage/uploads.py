@@ -126,7 +126,7 @@ class UploadStore:
 
     async def _append(
         self, state: UploadState, body: AsyncIterator[bytes], start: int | None,
-        length: int | None = None, save_state: bool = True,
+        length: int | None = None, save_state: bool = True, fresh: bool = False,
     ) -> UploadState:
         if start is not None and start != state.offset:
             raise errors.RangeInvalid(
@@ -136,7 +136,7 @@ class UploadStore:
             )
         algorithm, hasher = await self._hasher(state, None)
         appender = await self.driver.appender(
-            paths.upload_data(state.name, state.id), resume_at=state.offset
+            paths.upload_data(state.name, state.id), resume_at=state.offset, fresh=fresh
         )
         loop = asyncio.get_running_loop()
 
@@ -186,14 +186,12 @@ class UploadStore:
     async def _save_hash(self, state: UploadState, algorithm: str, hasher: Hasher,
                          offset: int) -> None:
         """Keep the running digest beside the session, so that any process can continue it
-        without re-reading the data; only the latest state is kept."""
+        without re-reading the data."""
         if not isinstance(hasher, hashstate.ResumableSha256) or offset == state.offset:
             return
         await self.driver.put(paths.upload_hashstate(state.name, state.id, algorithm, offset),
                               hashstate.dump(hasher))
-        if state.offset:
-            await self.driver.delete(
-                paths.upload_hashstate(state.name, state.id, algorithm, state.offset))
+        # Earlier states stay until the session goes (one request less per chunk).
 
     async def commit(
         self, name: str, upload_id: str, digest: Digest,
@@ -207,7 +205,8 @@ class UploadStore:
             # `started`: a session this request opened unannounced (nothing stored yet)
             state = started or await self.status(name, upload_id)
             if body is not None:  # the session ends here: no state worth saving
-                state = await self._append(state, body, start, length, save_state=False)
+                state = await self._append(state, body, start, length, save_state=False,
+                                           fresh=started is not None)
             _, hasher = await self._hasher(state, digest.algorithm)
             actual = Digest.from_hasher(digest.algorithm, hasher)
             if actual != digest:

@@ -120,9 +120,11 @@ class StorageDriver(abc.ABC):
         """Stream an object's bytes from `offset`, `length` of them (all when None)."""
 
     @abc.abstractmethod
-    async def appender(self, path: str, resume_at: int | None = None) -> Appender:
+    async def appender(self, path: str, resume_at: int | None = None,
+                       fresh: bool = False) -> Appender:
         """Open an object for appending, creating it when missing. With `resume_at`, data
-        past that offset (a torn earlier write) is discarded first."""
+        past that offset (a torn earlier write) is discarded first. `fresh`: the caller
+        knows nothing is there yet (a driver may skip looking)."""
 
     async def open_local(self, path: str) -> BinaryIO | None:
         """A local file object for zero-copy `sendfile`, when the backend has one."""

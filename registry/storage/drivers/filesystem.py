@@ -252,7 +252,8 @@ class FilesystemDriver(StorageDriver):
             raise
         return fobj, size
 
-    async def appender(self, path: str, resume_at: int | None = None) -> Appender:
+    async def appender(self, path: str, resume_at: int | None = None,
+                       fresh: bool = False) -> Appender:
         fobj, size = await self.run(self._open_append, self._path(path), resume_at)
         return _FileAppender(self, fobj, size)
 

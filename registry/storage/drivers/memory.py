@@ -119,7 +119,8 @@ class MemoryDriver(StorageDriver):
         for start in range(offset, end, _CHUNK):
             yield data[start : min(start + _CHUNK, end)]
 
-    async def appender(self, path: str, resume_at: int | None = None) -> Appender:
+    async def appender(self, path: str, resume_at: int | None = None,
+                       fresh: bool = False) -> Appender:
         key = _clean(path)
         current = self._objects.get(key, (b"", 0.0))[0]
         if resume_at is not None:

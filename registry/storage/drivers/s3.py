@@ -12,9 +12,11 @@ process can continue it:
 
 `move` completes the multipart upload (the tail as its last part) and copies K to its
 destination: CopyObject up to 5 GiB (a reference copy on RGW), part copies beyond.
-Objects written by appends carry the metadata flag `berth-append`, so reading a plain
-object (a blob) costs one request, and only flagged or missing keys are looked up as
-multipart uploads. Parts cannot be read before completion: `reader` on an appendable
+Objects written by appends carry the metadata `berth-append`: "object" when K holds the
+data, "upload" (with the upload's id) once K only marks the multipart upload holding it.
+The marker is written after the upload holds K's data, so a process stopped half way
+leaves K as it was. One HEAD of K tells where the data is; a blob (no flag) costs one
+request to read. Parts cannot be read before completion: `reader` on an appendable
 object completes it first ("seals" it); a later append starts a new multipart upload
 whose first parts copy the sealed object.
 """
@@ -24,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import itertools
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -54,7 +55,9 @@ COPY_CONCURRENCY = 8  # server-side part copies in flight for one object
 PARTS_IN_FLIGHT = 2  # part uploads of one append running while the next part fills
 FREE_PARTS = 1000  # up to this part number, an append's remainder of 5 MiB+ is a part
 TAIL = ".tail"
-FLAG = "berth-append"  # metadata of objects written by appends
+FLAG = "berth-append"  # metadata of objects written by appends: "object" or "upload"
+HOLDS_DATA, MARKS_UPLOAD = "object", "upload"
+UPLOAD_ID = "berth-upload"  # with "upload": the multipart upload holding the data
 _MISSING = {"NoSuchKey", "404", "NotFound", "NoSuchUpload"}
 
 
@@ -168,13 +171,6 @@ class S3Driver(StorageDriver):
 
     # -- appendable objects: what the store holds of one -------------------------------
 
-    def _uploads_at(self, key: str) -> list[dict[str, Any]]:
-        found = []
-        for page in self._s3.get_paginator("list_multipart_uploads").paginate(
-                Bucket=self.bucket, Prefix=key):
-            found += [u for u in page.get("Uploads", []) if u["Key"] == key]
-        return sorted(found, key=lambda u: (u["Initiated"], u["UploadId"]))
-
     def _all_parts(self, key: str, upload: str) -> list[_Part]:
         parts = []
         for page in self._s3.get_paginator("list_parts").paginate(
@@ -189,34 +185,39 @@ class S3Driver(StorageDriver):
                  item["LastModified"].timestamp())
                 for page in self._list(key + TAIL + "/") for item in page.get("Contents", [])]
 
+    def _head(self, key: str) -> dict[str, Any] | None:
+        try:
+            head: dict[str, Any] = self._s3.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code")) not in _MISSING:
+                raise
+            return None
+        return head
+
     def _session(self, key: str, head: dict[str, Any] | None = None) -> _Session:
-        """The data of K: its multipart upload's parts (the unbroken run from part 1) and
-        the tail right after them, when there is an upload with parts; else the object K.
-        An upload without parts (a process stopped just after creating it) is ignored."""
+        """The data of K: when K marks a multipart upload, its parts (the unbroken run
+        from part 1) and the tail right after them; else the object K itself."""
         session = _Session(key)
-        for upload in self._uploads_at(key):
-            listed = self._all_parts(key, upload["UploadId"])
-            run = list(itertools.takewhile(lambda ip: ip[1].number == ip[0] + 1,
-                                           enumerate(listed)))
-            if run:
-                session.upload, session.parts = upload["UploadId"], [p for _, p in run]
-                break
-        if session.upload is not None:
+        head = head if head is not None else self._head(key)
+        if head is None:
+            return session
+        meta = head.get("Metadata", {})
+        upload = meta.get(UPLOAD_ID) if meta.get(FLAG) == MARKS_UPLOAD else None
+        listed: list[_Part] = []
+        if upload:
+            with contextlib.suppress(ClientError):  # NoSuchUpload: aborted, nothing left
+                listed = self._all_parts(key, upload)
+        run = [p for i, p in enumerate(listed) if p.number == i + 1]  # up to a gap
+        if upload and run:
+            session.upload, session.parts = upload, run
             for tail_key, offset, size, modified in self._tails(key):
                 if offset == session.in_parts and session.tail is None and size:
                     session.tail, session.tail_modified = (tail_key, size), modified
                 else:
                     session.stale_tails.append(tail_key)
             return session
-        if head is None:
-            try:
-                head = self._s3.head_object(Bucket=self.bucket, Key=key)
-            except ClientError as exc:
-                if str(exc.response.get("Error", {}).get("Code")) not in _MISSING:
-                    raise
-        if head is not None:
-            session.base = int(head["ContentLength"])
-            session.base_modified = head["LastModified"].timestamp()
+        session.base = 0 if upload else int(head["ContentLength"])
+        session.base_modified = head["LastModified"].timestamp()
         return session
 
     def _seal(self, session: _Session) -> int:
@@ -251,10 +252,6 @@ class S3Driver(StorageDriver):
         doomed = session.stale_tails + ([session.tail[0]] if session.tail else [])
         if doomed:
             self._delete_keys(doomed)
-        for other in self._uploads_at(key):  # uploads without parts, nothing of the data
-            with contextlib.suppress(ClientError):
-                self._s3.abort_multipart_upload(Bucket=self.bucket, Key=key,
-                                                UploadId=other["UploadId"])
         return size
 
     # -- small objects --------------------------------------------------------------
@@ -269,17 +266,12 @@ class S3Driver(StorageDriver):
     # -- metadata -------------------------------------------------------------------
 
     def _stat(self, key: str, path: str) -> FileInfo:
-        head: dict[str, Any] | None = None
-        try:
-            head = self._s3.head_object(Bucket=self.bucket, Key=key)
-        except ClientError as exc:
-            if str(exc.response.get("Error", {}).get("Code")) not in _MISSING:
-                raise
-        if head is not None and FLAG not in head.get("Metadata", {}):
-            return FileInfo(path, int(head["ContentLength"]), head["LastModified"].timestamp(),
-                            False)
-        session = self._session(key, head)
-        if session.exists:
+        head = self._head(key)
+        if head is not None:
+            if head.get("Metadata", {}).get(FLAG) != MARKS_UPLOAD:
+                return FileInfo(path, int(head["ContentLength"]),
+                                head["LastModified"].timestamp(), False)
+            session = self._session(key, head)
             return FileInfo(path, session.size, session.modified, False)
         page = self._s3.list_objects_v2(Bucket=self.bucket, Prefix=key + "/", MaxKeys=1)
         if page.get("KeyCount", 0):
@@ -380,7 +372,7 @@ class S3Driver(StorageDriver):
         if not session.exists:
             raise PathNotFoundError(path)
         size = self._seal(session)
-        if size <= MAX_COPY_PART:  # RGW copies by reference: no data moves
+        if size <= MAX_COPY_PART:  # RGW copies by reference: no data moves; the flag goes
             self._s3.copy_object(Bucket=self.bucket, Key=destination, MetadataDirective="REPLACE",
                                  CopySource={"Bucket": self.bucket, "Key": source},
                                  **self._put_args)
@@ -394,7 +386,7 @@ class S3Driver(StorageDriver):
         order: ranges of at least 5 MiB are copied server-side in parts of up to 512 MiB,
         several at a time; smaller pieces are gathered in memory (at most 5 MiB) into a
         part of their own, or the last part."""
-        extra = {"Metadata": {FLAG: "1"}} if appendable else {}
+        extra = {"Metadata": {FLAG: HOLDS_DATA}} if appendable else {}
         upload = self._s3.create_multipart_upload(Bucket=self.bucket, Key=destination,
                                                   **self._put_args, **extra)["UploadId"]
         etags: dict[int, Future[str]] = {}
@@ -469,21 +461,21 @@ class S3Driver(StorageDriver):
             raise
 
     def _open(self, key: str, path: str, offset: int, end: int | None) -> Any:
-        """One GET for a plain object; an appendable one is sealed first (S3 cannot read
-        the parts of an upload in progress)."""
+        """One GET for an object holding its data; an appendable object whose data is in
+        a multipart upload is sealed first (S3 cannot read parts before completion)."""
         try:
             response = self._get(key, offset, end)
         except ClientError as exc:
-            if str(exc.response.get("Error", {}).get("Code")) not in _MISSING:
-                raise
-            response = None
+            if str(exc.response.get("Error", {}).get("Code")) in _MISSING:
+                raise PathNotFoundError(path) from None
+            raise
         if response is not None:
-            if FLAG not in response.get("Metadata", {}):
+            if response.get("Metadata", {}).get(FLAG) != MARKS_UPLOAD:
                 return response
             response["Body"].close()
         session = self._session(key)
-        if not session.exists:
-            raise PathNotFoundError(path)
+        if session.upload is None:
+            return response and self._get(key, offset, end)
         self._seal(session)
         return self._get(key, offset, end)
 
@@ -503,11 +495,13 @@ class S3Driver(StorageDriver):
         finally:
             body.close()
 
-    async def appender(self, path: str, resume_at: int | None = None) -> Appender:
-        return await self._run(self._open_appender, self._key(path), path, resume_at)
+    async def appender(self, path: str, resume_at: int | None = None,
+                       fresh: bool = False) -> Appender:
+        return await self._run(self._open_appender, self._key(path), path, resume_at, fresh)
 
-    def _open_appender(self, key: str, path: str, resume_at: int | None) -> _SessionAppender:
-        session = self._session(key)
+    def _open_appender(self, key: str, path: str, resume_at: int | None,
+                       fresh: bool) -> _SessionAppender:
+        session = _Session(key) if fresh else self._session(key)
         if resume_at is not None and resume_at != session.size:
             if resume_at > session.size:
                 raise StorageError(f"{path}: cannot resume at {resume_at}, it has "
@@ -525,7 +519,7 @@ class S3Driver(StorageDriver):
                 self._assemble([(session.key, 0, at)], session.key, appendable=True)
             else:
                 self._s3.put_object(Bucket=self.bucket, Key=session.key, Body=b"",
-                                    Metadata={FLAG: "1"}, **self._put_args)
+                                    Metadata={FLAG: HOLDS_DATA}, **self._put_args)
 
     async def redirect_url(self, path: str, method: str = "GET") -> str | None:
         if self.redirect_ttl is None:
@@ -554,17 +548,14 @@ class S3Driver(StorageDriver):
                         self._s3.abort_multipart_upload(Bucket=self.bucket, Key=key,
                                                         UploadId=upload_id)
                         aborted += 1
-                        self._drop_marker(key)
+                        self._drop_marker(key, upload_id)
         return aborted
 
-    def _drop_marker(self, key: str) -> None:
-        """Delete K when it is only the empty object naming a session's upload."""
-        try:
-            head = self._s3.head_object(Bucket=self.bucket, Key=key)
-        except ClientError:
-            return
-        if FLAG in head.get("Metadata", {}) and not int(head["ContentLength"]):
-            self._delete_keys([key])
+    def _drop_marker(self, key: str, upload: str) -> None:
+        """Delete K when it only marks the upload just aborted (its data went with it)."""
+        head = self._head(key)
+        if head is not None and head.get("Metadata", {}).get(UPLOAD_ID) == upload:
+            self._delete_keys([key, *(t[0] for t in self._tails(key))])
 
     async def abort_stale_writes(self, path: str, older_than: float) -> int:
         return await self._run(self._abort_stale, self._key(path), time.time() - older_than)
@@ -585,7 +576,8 @@ class _SessionAppender(Appender):
         self._parts = list(session.parts)
         self._old_tail = session.tail[0] if session.tail else None
         self._stale_tails = list(session.stale_tails)
-        self._has_object = session.base is not None
+        self._has_object = session.base is not None or session.upload is not None
+        self._marked = session.upload is not None  # K marks the upload (holds no data)
         self._copy_base = 0  # bytes of K to copy into the upload as its first parts
         self._buffer = bytearray()
         if session.upload is not None and session.tail is not None:
@@ -610,14 +602,11 @@ class _SessionAppender(Appender):
         return part_size(len(self._parts) + 1, self._driver.chunk_size)
 
     def _start(self) -> None:
-        """The session's multipart upload, its first parts copies of the object K."""
+        """The session's multipart upload, its first parts copies of the object K (once
+        complete, K holds the data again: so says its metadata)."""
         driver = self._driver
-        if not self._has_object:  # K names the session in listings while parts pile up
-            self._s3.put_object(Bucket=driver.bucket, Key=self._key, Body=b"",
-                                Metadata={FLAG: "1"}, **driver._put_args)
-            self._has_object = True
         self._upload = self._s3.create_multipart_upload(
-            Bucket=driver.bucket, Key=self._key, Metadata={FLAG: "1"},
+            Bucket=driver.bucket, Key=self._key, Metadata={FLAG: HOLDS_DATA},
             **driver._put_args)["UploadId"]
         count = -(-self._copy_base // MAX_COPY_PART)
         for index in range(count):
@@ -638,6 +627,15 @@ class _SessionAppender(Appender):
                                     UploadId=self._upload, PartNumber=number, Body=data)["ETag"]
         self._parts.append(_Part(number, str(etag), len(data)))
         self._sent = True
+        self._mark()
+
+    def _mark(self) -> None:
+        """Point K at the upload, now that the upload holds everything K held."""
+        if not self._marked:
+            self._s3.put_object(Bucket=self._driver.bucket, Key=self._key, Body=b"",
+                                Metadata={FLAG: MARKS_UPLOAD, UPLOAD_ID: str(self._upload)},
+                                **self._driver._put_args)
+            self._marked = self._has_object = True
 
     async def _settle(self) -> None:
         if self._in_flight is not None:
@@ -659,7 +657,7 @@ class _SessionAppender(Appender):
         if self._upload is None and not self._copy_base:
             if self._buffer or not self._has_object:  # a small object: K itself, rewritten
                 self._s3.put_object(Bucket=driver.bucket, Key=self._key,
-                                    Body=bytes(self._buffer), Metadata={FLAG: "1"},
+                                    Body=bytes(self._buffer), Metadata={FLAG: HOLDS_DATA},
                                     **driver._put_args)
             return
         if self._upload is None:
@@ -672,6 +670,7 @@ class _SessionAppender(Appender):
         if remainder:
             self._s3.put_object(Bucket=driver.bucket, Key=tail, Body=remainder,
                                 **driver._put_args)
+        self._mark()
         doomed = [k for k in [self._old_tail, *self._stale_tails]
                   if k and not (remainder and k == tail)]
         if doomed:
