@@ -284,7 +284,8 @@ class BerthSettings(Section):
 
     manifest_max_bytes: int = Field(4 * MiB, ge=1024)
     # Advertised to clients as OCI-Chunk-Min-Length (a hint: smaller chunks still work).
-    chunk_min_length: int = Field(1 * MiB, ge=1)
+    # Default: 1 MiB; on S3, 5 MiB (its part minimum: smaller chunks are carried over).
+    chunk_min_length: int | None = Field(None, ge=1)
     # fsync data and links before they become visible (turn off only on throwaway storage).
     fsync: bool = True
 
@@ -306,6 +307,11 @@ class Config(Section):
     @property
     def filesystem(self) -> FilesystemSettings:
         return self.storage.filesystem or FilesystemSettings()
+
+    @property
+    def chunk_min_length(self) -> int:
+        default = 5 * MiB if self.storage.driver == "s3" else MiB
+        return self.berth.chunk_min_length or default
 
     @model_validator(mode="after")
     def _no_passwords_in_clear(self) -> Config:

@@ -146,3 +146,11 @@ def test_serve_reports_busy_port(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert f"cannot serve on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_chunk_minimum_follows_the_storage() -> None:
+    assert load_config(environ={}).chunk_min_length == 1024 * 1024
+    s3 = load_config(overrides={"storage.s3.bucket": "b"}, environ={})
+    assert s3.chunk_min_length == 5 * 1024 * 1024  # S3's part minimum
+    assert load_config(overrides={"storage.s3.bucket": "b", "berth.chunk_min_length": 4096},
+                       environ={}).chunk_min_length == 4096

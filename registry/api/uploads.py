@@ -23,7 +23,7 @@ def _session_headers(request: web.Request, state: UploadState) -> dict[str, str]
         "Location": state.location,
         "Range": state.range,
         "Docker-Upload-UUID": state.id,
-        "OCI-Chunk-Min-Length": str(config(request).berth.chunk_min_length),
+        "OCI-Chunk-Min-Length": str(config(request).chunk_min_length),
     }
 
 
