@@ -355,3 +355,17 @@ def test_a_token_stops_working_when_it_expires(make_berth: MakeBerth, tmp_path: 
     expired = call(server, "GET", "/v2/team-a/brief/tags/list", token)
     assert_challenge(expired, "repository:team-a/brief:pull", "invalid_token")
     assert "expired" in expired.text
+
+
+def test_replicas_sharing_a_signing_key_accept_each_others_tokens(
+    make_berth: MakeBerth, tmp_path: Path, signing_key: Any,
+) -> None:
+    config = token_auth(tmp_path, signing_key)
+    config["storage"] = {"filesystem": {"rootdirectory": str(tmp_path / "shared-root")}}
+    a, b = make_berth(config), make_berth(config)
+    token = token_for(a, "repository:team-a/both:pull,push", user="bob")
+    location = call(a, "POST", "/v2/team-a/both/blobs/uploads/", token).headers["Location"]
+    assert call(b, "GET", location, token).status_code == 204  # the session, via the other
+    (tmp_path / "elsewhere").mkdir()  # a registry with a key of its own refuses it
+    c = make_berth(token_auth(tmp_path / "elsewhere", ec.generate_private_key(ec.SECP256R1())))
+    assert call(c, "GET", "/v2/team-a/both/tags/list", token).status_code == 401
