@@ -19,6 +19,7 @@ from .api.common import CONFIG, REGISTRY, Handler
 from .api.middleware import spec_errors
 from .config import Config, ConfigError, TLSSettings, split_address
 from .storage import Registry, open_registry
+from .storage.drivers.base import StorageError
 
 log = logging.getLogger("registry")
 
@@ -42,9 +43,17 @@ def build_app(
     manifests.routes(app)
     tags.routes(app)
     referrers.routes(app)
+    app.on_startup.append(_start_fresh)
     app.cleanup_ctx.append(_upload_purging)
     app.on_cleanup.append(_close_registry)
     return app
+
+
+async def _start_fresh(app: web.Application) -> None:
+    try:
+        await app[REGISTRY].repositories.start_fresh()
+    except StorageError as exc:  # the catalog will index the root when first asked
+        log.warning("could not check the storage at start: %s", exc)
 
 
 async def _close_registry(app: web.Application) -> None:

@@ -75,7 +75,11 @@ class ServerProcess:
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
                                          env=env)
-        wait_ready(f"{scheme}://{self.host}/v2/", self.proc, self.log, log_line=log_line)
+        try:
+            wait_ready(f"{scheme}://{self.host}/v2/", self.proc, self.log, log_line=log_line)
+        except BaseException:
+            self.stop()  # a server that never became ready is not left running
+            raise
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         if self.proc is None:

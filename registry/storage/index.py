@@ -30,10 +30,18 @@ class FlatIndex:
     async def remove(self, entry: str) -> None:
         await self.driver.delete(self.key(entry))
 
+    async def is_complete(self) -> bool:
+        if not self._known_complete:
+            self._known_complete = await link_exists(self.driver, self.complete)
+        return self._known_complete
+
+    async def mark_complete(self) -> None:
+        await self.driver.put(self.complete, b"")
+        self._known_complete = True
+
     async def ensure(self, existing: Callable[[], Awaitable[Iterable[str]]]) -> None:
         """Index what `existing` finds (the slow way), once."""
-        if self._known_complete or await link_exists(self.driver, self.complete):
-            self._known_complete = True
+        if await self.is_complete():
             return
         gate = asyncio.Semaphore(WRITES_IN_FLIGHT)
 
@@ -41,9 +49,9 @@ class FlatIndex:
             async with gate:
                 await self.add(entry)
 
-        await asyncio.gather(*(add(e) for e in await existing()))
-        await self.driver.put(self.complete, b"")
-        self._known_complete = True
+        indexed = set(await self.page())  # most may be there: written as they came
+        await asyncio.gather(*(add(e) for e in await existing() if e not in indexed))
+        await self.mark_complete()
 
     async def page(self, after: str | None = None, limit: int | None = None) -> list[str]:
         """Entries after `after`, at most `limit`, in lexical order."""

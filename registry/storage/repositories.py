@@ -47,6 +47,15 @@ class RepositoryStore:
             await self.index.add(name)
             self._registered[name] = now
 
+    async def start_fresh(self) -> None:
+        """On a root without repositories, the (empty) index is complete from the start."""
+        if await self.index.is_complete():
+            return
+        try:
+            await self.driver.stat(paths.REPOSITORIES)
+        except PathNotFoundError:
+            await self.index.mark_complete()
+
     async def names(self) -> list[str]:
         """Every repository name, in lexical order."""
         await self.index.ensure(self._existing)

@@ -36,7 +36,10 @@ class TagStore:
 
     async def set(self, name: str, tag: str, digest: Digest) -> None:
         await write_link(self.driver, paths.tag_link(name, tag), digest)
-        await self._index(name).add(tag)
+        index = self._index(name)
+        await index.add(tag)
+        if not await index.is_complete() and await self._linked(name) == [tag]:
+            await index.mark_complete()  # a repository's first tag: nothing to index later
 
     async def delete(self, name: str, tag: str) -> None:
         if await read_link(self.driver, paths.tag_link(name, tag)) is None:
