@@ -61,17 +61,22 @@ class FlatIndex:
 
     async def select(self, accept: Callable[[str], bool], after: str | None,
                      limit: int | None) -> tuple[list[str], bool]:
-        """Up to `limit` accepted entries after `after`, and whether more may follow;
-        reads pages until it has them (a filter may drop most of a page)."""
+        """Up to `limit` accepted entries after `after`, and whether more may follow (a
+        full page says so: the next may be empty, as the spec allows); reads pages until
+        it has them (a filter may drop most of a page). One request per page of up to
+        1,000 on S3."""
+        if limit == 0:
+            return [], False
         chosen: list[str] = []
-        batch = None if limit is None else max(limit + 1, 100)
+        batch = None if limit is None else max(limit, 100)
         while True:
             entries = await self.page(after, batch)
-            for entry in entries:
+            for position, entry in enumerate(entries):
                 if accept(entry):
-                    if limit is not None and len(chosen) == limit:
-                        return chosen, True
                     chosen.append(entry)
+                    if len(chosen) == limit:
+                        rest = position + 1 < len(entries)
+                        return chosen, rest or len(entries) == batch
             if batch is None or len(entries) < batch:
                 return chosen, False
             after = entries[-1]
