@@ -318,13 +318,14 @@ def test_external_issuer_with_jwks_and_certificates(make_berth: MakeBerth,
         "realm": "https://auth.example.com/token", "service": SERVICE, "issuer": ISSUER,
         "builtin": False, "jwks": str(tmp_path / "jwks.json"),
         "rootcertbundle": str(tmp_path / "bundle.pem")}}})
-    assert call(server, "GET", "/auth/token", None).status_code == 404  # not served
     challenge = call(server, "GET", "/v2/", None)
     assert challenge.headers["WWW-Authenticate"].startswith(
         'Bearer realm="https://auth.example.com/token"')
     scope = [("repository", "ext/app", ["pull", "push"])]
     by_kid = sign(claims("eve", scope), ed_key, "EdDSA", kid="ed-1")
     assert call(server, "POST", "/v2/ext/app/blobs/uploads/", by_kid).status_code == 202
+    assert call(server, "GET", "/auth/token", None).status_code == 401  # behind the gate
+    assert call(server, "GET", "/auth/token", by_kid).status_code == 404  # and not served
     x5c = [base64.b64encode(leaf.public_bytes(serialization.Encoding.DER)).decode()]
     by_chain = sign(claims("eve", scope), leaf_key, "ES384", x5c=x5c)
     assert call(server, "POST", "/v2/ext/app/blobs/uploads/", by_chain).status_code == 202
