@@ -29,6 +29,7 @@ from .links import delete_link, link_exists, list_digests, write_link
 from .tags import TagStore
 
 _INFO_CACHE = 16384
+TAG_WRITES_IN_FLIGHT = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,11 +198,24 @@ class ManifestStore:
             await write_link(
                 self.driver, paths.referrer_link(name, manifest.subject.digest, digest), digest
             )
-        for tag in tags:
-            await self.tags.set(name, tag, digest)
+        await self._set_tags(name, list(tags), digest)
         info = ManifestInfo.of(manifest, digest)
         self._cache(info)
         return info
+
+    async def _set_tags(self, name: str, tags: list[str], digest: Digest) -> None:
+        """The first tag alone (it may be the repository's first), the rest 16 at a time:
+        a push may carry hundreds (`?tag=`), each a couple of writes."""
+        if not tags:
+            return
+        await self.tags.set(name, tags[0], digest)
+        gate = asyncio.Semaphore(TAG_WRITES_IN_FLIGHT)
+
+        async def one(tag: str) -> None:
+            async with gate:
+                await self.tags.set(name, tag, digest)
+
+        await asyncio.gather(*(one(tag) for tag in tags[1:]))
 
     async def _check_references(self, name: str, manifest: Manifest) -> None:
         for desc in (*manifest.blobs(), *manifest.manifests):
