@@ -158,7 +158,7 @@ class FilesystemDriver(StorageDriver):
         return await self.run(self._list, self._path(path))
 
     @staticmethod
-    def _walk(top: Path, prune: Callable[[str], bool]) -> list[str]:
+    def _walk(top: Path, prune: Callable[[str], bool], files_only: bool = False) -> list[str]:
         # os.scandir directly: os.walk's per-entry islink checks and relpath calls cost
         # more than the directory reads themselves on a catalog of thousands.
         found: list[str] = []
@@ -175,19 +175,16 @@ class FilesystemDriver(StorageDriver):
                     if name.startswith(".tmp-"):
                         continue
                     relative = prefix + name
-                    found.append(relative)
-                    if entry.is_dir(follow_symlinks=False) and not prune(name):
+                    is_dir = entry.is_dir(follow_symlinks=False)
+                    if not (files_only and is_dir):
+                        found.append(relative)
+                    if is_dir and not prune(name):
                         stack.append((entry.path, relative + "/"))
         return found
 
-    @classmethod
-    def _files(cls, top: Path) -> list[str]:
-        return [key for key in cls._walk(top, lambda _: False)
-                if not (top / key).is_dir()]
-
     async def list_keys(self, path: str, start_after: str | None = None,
                         limit: int | None = None) -> list[str]:
-        keys = await self.run(self._files, self._path(path))
+        keys = await self.run(self._walk, self._path(path), lambda _: False, True)
         return page_of(keys, start_after, limit)
 
     async def walk(self, path: str, prune: Callable[[str], bool]) -> list[str]:

@@ -475,7 +475,7 @@ class S3Driver(StorageDriver):
             response["Body"].close()
         session = self._session(key)
         if session.upload is None:
-            return response and self._get(key, offset, end)
+            return None  # K marks an upload that is gone (aborted): no data
         self._seal(session)
         return self._get(key, offset, end)
 
