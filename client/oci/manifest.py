@@ -6,7 +6,6 @@ them: `Manifest` keeps the parsed view beside the original bytes.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 from . import mediatypes as mt
 from .descriptor import Descriptor, DescriptorError
 from .digest import Digest
+from .jsondoc import JSONDocumentError, loads
 
 
 class ManifestError(ValueError):
@@ -54,7 +54,7 @@ class Manifest:
         return None
 
     def json(self) -> dict[str, Any]:
-        value = json.loads(self.data)
+        value = loads(self.data)
         assert isinstance(value, dict)
         return value
 
@@ -78,9 +78,9 @@ def parse_manifest(data: bytes, content_type: str | None = None) -> Manifest:
     disagrees with a manifest Content-Type is an error, as are schema 1 and unknown types.
     """
     try:
-        doc = json.loads(data)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ManifestError(f"not valid JSON: {exc}") from None
+        doc = loads(data)
+    except JSONDocumentError as exc:
+        raise ManifestError(str(exc)) from None
     if not isinstance(doc, dict):
         raise ManifestError("a manifest must be a JSON object")
     header_type = mt.base_type(content_type)
@@ -137,8 +137,8 @@ def parse_manifest(data: bytes, content_type: str | None = None) -> Manifest:
 def declared_media_type(data: bytes) -> str:
     """A manifest's media type from its bytes alone (its `mediaType`, else its shape)."""
     try:
-        doc = json.loads(data)
-    except (UnicodeDecodeError, ValueError):
+        doc = loads(data)
+    except JSONDocumentError:
         return mt.OCI_MANIFEST
     if not isinstance(doc, dict):
         return mt.OCI_MANIFEST
