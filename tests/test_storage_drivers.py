@@ -233,3 +233,26 @@ async def test_list_keys_pages_in_byte_order(driver: StorageDriver) -> None:
     assert await driver.list_keys("idx", start_after="a/b/c!") == ["b!", "z9!"]
     assert await driver.list_keys("idx", start_after="z9!") == []
     assert await driver.list_keys("nothing/here") == []
+
+
+async def test_writes_into_directories_other_deletes_empty(driver: StorageDriver) -> None:
+    """Writes create a key's directories while deletes elsewhere prune the ones they empty
+    (issue 9, item 0: 503s for concurrent pushes into one new repository): every write
+    lands, every delete removes what it names, nothing fails. Object stores have no
+    directories to race for: a few rounds check the contract there."""
+    import asyncio
+
+    workers, rounds = (4, 200) if driver.name == "filesystem" else (4, 4)
+
+    async def sessions(worker: int) -> None:
+        for n in range(rounds):
+            base = f"repo/_uploads/{worker}-{n}"
+            appender = await driver.appender(f"{base}/data", fresh=True)
+            await appender.write(b"x")
+            await appender.commit()
+            await driver.move(f"{base}/data", f"blobs/{n % 3}/{worker}-{n}/data")
+            await driver.delete(base)
+
+    await asyncio.gather(*(sessions(w) for w in range(workers)))
+    assert await driver.list_keys("repo") == []
+    assert len(await driver.list_keys("blobs")) == workers * rounds

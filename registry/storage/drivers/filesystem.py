@@ -31,10 +31,16 @@ from .base import (
 
 T = TypeVar("T")
 READ_CHUNK = 1024 * 1024
+_CREATE_ATTEMPTS = 100  # each lost only to a prune that fell between two system calls
 
 
 def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    """Make a rename in `path` durable. A directory already pruned (what was written there
+    was deleted meanwhile) has nothing left to make durable."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except FileNotFoundError:
+        return
     try:
         os.fsync(fd)
     finally:
@@ -98,16 +104,23 @@ class FilesystemDriver(StorageDriver):
     async def get(self, path: str) -> bytes:
         return await self.run(self._path(path).read_bytes)
 
-    def _in_directory(self, target: Path, operation: Callable[[], T]) -> T:
-        """Run `operation` once `target`'s directory exists. Directories are implied by the
-        objects in them (empty ones are pruned on delete), so a concurrent delete may remove
-        it between the mkdir and the operation: then make it again."""
-        for attempt in range(5):
-            target.parent.mkdir(parents=True, exist_ok=True)
+    def _in_directory(self, target: Path, operation: Callable[[], T],
+                      retry: Callable[[], bool] = lambda: True) -> T:
+        """Run `operation`, which creates `target`, once `target`'s directory exists.
+
+        Directories are implied by the objects in them: a delete prunes the directories it
+        empties, so another request's prune may remove a parent between our mkdir of it
+        and of its child (inside `os.makedirs`), or the directory itself before the
+        operation fills it. Either shows as FileNotFoundError: make the directories again.
+        `retry` says whether a FileNotFoundError may be that race (a move whose source is
+        gone is not). A prune only ever removes an empty directory, so each attempt has a
+        fresh chance and the loop ends as soon as no prune falls in the window."""
+        for attempt in range(_CREATE_ATTEMPTS):
             try:
+                os.makedirs(target.parent, exist_ok=True)
                 return operation()
             except FileNotFoundError:
-                if attempt == 4 or target.parent.exists():
+                if attempt == _CREATE_ATTEMPTS - 1 or not retry():
                     raise
         raise AssertionError("unreachable")
 
@@ -196,7 +209,8 @@ class FilesystemDriver(StorageDriver):
     def _move(self, source: Path, destination: Path) -> None:
         if not source.exists():
             raise FileNotFoundError(2, "No such file or directory", str(source))
-        self._in_directory(destination, lambda: os.replace(source, destination))
+        self._in_directory(destination, lambda: os.replace(source, destination),
+                           retry=source.exists)
         if self.fsync:
             _fsync_dir(destination.parent)
         self._prune(source.parent)
@@ -205,13 +219,22 @@ class FilesystemDriver(StorageDriver):
         await self.run(self._move, self._path(source), self._path(destination))
 
     def _delete(self, target: Path) -> None:
-        try:
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target)
-            else:
-                target.unlink()
-        except FileNotFoundError:
-            pass
+        """Remove `target` whole. A writer may be adding to the directory (a tag pushed
+        while it is deleted) or another delete removing parts of it: go on until it is
+        gone, whichever request finishes first."""
+        for attempt in range(_CREATE_ATTEMPTS):
+            try:
+                if target.is_dir() and not target.is_symlink():
+                    shutil.rmtree(target)
+                else:
+                    target.unlink()
+                break
+            except FileNotFoundError:
+                if not target.exists():
+                    break
+            except OSError as exc:
+                if exc.errno != errno.ENOTEMPTY or attempt == _CREATE_ATTEMPTS - 1:
+                    raise
         self._prune(target.parent)
 
     async def delete(self, path: str) -> None:
