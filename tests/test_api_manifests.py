@@ -290,3 +290,24 @@ def test_concurrent_pushes_of_one_tag(berth: BerthServer, repo: str) -> None:
     g = requests.get(f"{berth.url}/v2/{repo}/manifests/race")
     assert g.content in manifests
     assert g.headers["Docker-Content-Digest"] == digest(g.content)
+
+
+def _nested(depth: int, inner: str = '"x"') -> str:
+    return '{"a":' * depth + inner + "}" * depth
+
+
+@pytest.mark.parametrize("case", ["brackets", "annotations", "index-manifests"])
+def test_deeply_nested_json_is_invalid(berth: BerthServer, repo: str, case: str) -> None:
+    """Issue 9, item 1: a RecursionError escaped manifest parsing as 500 UNKNOWN."""
+    if case == "brackets":
+        body = b"[" * 100_000 + b"]" * 100_000
+    elif case == "annotations":  # a 10 KB manifest nesting 3,000 levels
+        text = json.dumps(json.loads(image(berth.url, repo)))
+        body = (text[:-1] + ', "annotations": ' + _nested(3000) + "}").encode()
+    else:
+        body = ('{"schemaVersion": 2, "mediaType": "%s", "manifests": [%s]}'
+                % (OCI_INDEX, "[" * 3000 + "]" * 3000)).encode()
+    r = put_manifest(berth.url, repo, "deep", body)
+    assert r.status_code == 400, r.text
+    assert error_code(r) == "MANIFEST_INVALID"
+    assert requests.get(f"{berth.url}/v2/{repo}/manifests/deep").status_code == 404
