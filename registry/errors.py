@@ -27,11 +27,23 @@ class RegistryError(Exception):
         self.headers = headers or {}
         super().__init__(self.message)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Whole across processes (manifests are examined in a worker): the default keeps
+        # only the message.
+        return (_rebuild, (type(self), self.message, self.detail, self.headers))
+
     def body(self) -> dict[str, Any]:
         error: dict[str, Any] = {"code": self.code, "message": self.message}
         if self.detail is not None:
             error["detail"] = self.detail
         return {"errors": [error]}
+
+
+def _rebuild(cls: type[RegistryError], message: str, detail: Any,
+             headers: dict[str, str]) -> RegistryError:
+    error = cls.__new__(cls)
+    RegistryError.__init__(error, message, detail, headers)
+    return error
 
 
 class BlobUnknown(RegistryError):

@@ -66,7 +66,7 @@ class Descriptor:
 
     @classmethod
     def from_json(cls, value: Any, where: str = "descriptor") -> Descriptor:
-        if not isinstance(value, Mapping):
+        if type(value) is not dict and not isinstance(value, Mapping):  # dict: the fast test
             raise DescriptorError(f"{where} must be an object")
         media_type = value.get("mediaType")
         if not isinstance(media_type, str) or not media_type:
@@ -79,12 +79,12 @@ class Descriptor:
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise DescriptorError(f"{where}: 'size' must be a non-negative integer")
         urls = value.get("urls") or ()
-        if not isinstance(urls, list | tuple) or not all(isinstance(u, str) for u in urls):
+        if urls and (not isinstance(urls, list) or not all(isinstance(u, str) for u in urls)):
             raise DescriptorError(f"{where}: 'urls' must be a list of strings")
         annotations = value.get("annotations") or {}
-        if not isinstance(annotations, Mapping) or not all(
+        if annotations and (not isinstance(annotations, Mapping) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in annotations.items()
-        ):
+        )):
             raise DescriptorError(f"{where}: 'annotations' must map strings to strings")
         artifact_type = value.get("artifactType")
         if artifact_type is not None and not isinstance(artifact_type, str):

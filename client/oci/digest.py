@@ -13,6 +13,9 @@ CANONICAL = "sha256"
 
 # Grammar from the image-spec: algorithm ":" encoded.
 _GRAMMAR = re.compile(r"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$")
+# What a valid digest of a supported algorithm looks like, as one match (manifests carry
+# thousands of descriptors: the checks below name what is wrong only when this fails).
+_VALID = re.compile(r"(sha256):([0-9a-f]{64})|(sha512):([0-9a-f]{128})")
 
 
 class Hasher(Protocol):
@@ -35,6 +38,9 @@ class Digest:
     @classmethod
     def parse(cls, value: str) -> Digest:
         """Parse and validate `sha256:<64 hex>` / `sha512:<128 hex>`."""
+        valid = _VALID.fullmatch(value) if isinstance(value, str) else None
+        if valid is not None:
+            return cls(valid[1], valid[2]) if valid[1] else cls(valid[3], valid[4])
         if not isinstance(value, str) or not _GRAMMAR.match(value):
             raise DigestError(f"invalid digest {value!r}")
         algorithm, _, encoded = value.partition(":")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from .. import errors
-from ..storage.manifests import ManifestInfo
+from ..storage.examine import ManifestInfo
 from .blobsend import etag_matches
 from .common import config, name_known, registry, repository
 

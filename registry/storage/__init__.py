@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from ..config import Config
+from . import examine
 from .blobs import BlobStore
 from .drivers.base import StorageDriver
 from .drivers.filesystem import FilesystemDriver
-from .manifests import ManifestStore, UrlPolicy
+from .examine import UrlPolicy
+from .manifests import ManifestStore
 from .repositories import RepositoryStore
 from .tags import TagStore
 from .uploads import UploadStore
@@ -40,6 +43,7 @@ class Registry:
         )
 
     async def close(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, examine.shutdown)
         await self.driver.close()
 
 

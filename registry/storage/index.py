@@ -6,11 +6,11 @@ the distribution registry) is indexed once, the first time a listing asks.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 
 from .drivers.base import StorageDriver
 from .links import link_exists
+from .parallel import each
 
 WRITES_IN_FLIGHT = 32  # index entries written at once when indexing existing content
 
@@ -43,14 +43,9 @@ class FlatIndex:
         """Index what `existing` finds (the slow way), once."""
         if await self.is_complete():
             return
-        gate = asyncio.Semaphore(WRITES_IN_FLIGHT)
-
-        async def add(entry: str) -> None:
-            async with gate:
-                await self.add(entry)
-
         indexed = set(await self.page())  # most may be there: written as they came
-        await asyncio.gather(*(add(e) for e in await existing() if e not in indexed))
+        missing = [e for e in await existing() if e not in indexed]
+        await each(WRITES_IN_FLIGHT, missing, self.add)
         await self.mark_complete()
 
     async def page(self, after: str | None = None, limit: int | None = None) -> list[str]:

@@ -8,80 +8,25 @@ subject) depends only on its digest, so it is cached per process without invalid
 from __future__ import annotations
 
 import asyncio
-import re
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
-from urllib.parse import urlsplit
+from collections.abc import Iterable
 
 from client.oci import mediatypes as mt
-from client.oci.descriptor import Descriptor
 from client.oci.digest import CANONICAL, Digest, DigestError
-from client.oci.manifest import Manifest, ManifestError, parse_manifest
 from client.oci.reference import is_valid_tag
 
 from .. import errors
 from . import paths
 from .blobs import BlobStore
 from .drivers.base import PathNotFoundError, StorageDriver
+from .examine import ManifestInfo, Reference, UrlPolicy, describe, examine, off_loop
 from .links import delete_link, link_exists, list_digests, write_link
+from .parallel import each
 from .tags import TagStore
 
 _INFO_CACHE = 16384
 TAG_WRITES_IN_FLIGHT = 16
-
-
-@dataclass(frozen=True, slots=True)
-class ManifestInfo:
-    digest: Digest
-    media_type: str
-    size: int
-    artifact_type: str | None = None
-    annotations: Mapping[str, str] = field(default_factory=dict)
-    subject: Digest | None = None
-
-    @classmethod
-    def of(cls, manifest: Manifest, digest: Digest) -> ManifestInfo:
-        return cls(
-            digest, manifest.media_type, len(manifest.data), manifest.effective_artifact_type(),
-            manifest.annotations, manifest.subject.digest if manifest.subject else None,
-        )
-
-    def descriptor(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "mediaType": self.media_type, "digest": str(self.digest), "size": self.size,
-        }
-        if self.artifact_type:
-            out["artifactType"] = self.artifact_type
-        if self.annotations:
-            out["annotations"] = dict(self.annotations)
-        return out
-
-
-class UrlPolicy:
-    """Which `urls` a manifest may carry: http(s), no fragment, matching an `allow`
-    expression (any URL when there are none) and no `deny` expression (searched, as
-    distribution's Go regexps are, not anchored)."""
-
-    def __init__(self, allow: Iterable[str] = (), deny: Iterable[str] = ()) -> None:
-        self.allow = [re.compile(p) for p in allow]
-        self.deny = [re.compile(p) for p in deny]
-
-    def refusal(self, url: str) -> str | None:
-        try:
-            parts = urlsplit(url)
-        except ValueError:
-            return "not a valid URL"
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            return "only http and https URLs are allowed"
-        if parts.fragment or url.endswith("#"):
-            return "URLs must not have a fragment"
-        if self.allow and not any(p.search(url) for p in self.allow):
-            return "URL does not match validation.manifests.urls.allow"
-        if any(p.search(url) for p in self.deny):
-            return "URL matches validation.manifests.urls.deny"
-        return None
+CHECKS_IN_FLIGHT = 32  # reference lookups of one manifest push at once
 
 
 def parse_reference(reference: str) -> Digest | str:
@@ -136,19 +81,15 @@ class ManifestStore:
             data = await self.blobs.read(digest)
         except PathNotFoundError:
             raise errors.ManifestUnknown(detail={"digest": str(digest)}) from None
-        info = self._info.get(digest)
-        if info is None:
-            try:
-                manifest = parse_manifest(data)
-                if not manifest.declared:
-                    pushed = await self._pushed_type(name, digest)
-                    if pushed is not None:
-                        manifest = parse_manifest(data, pushed)
-                info = ManifestInfo.of(manifest, digest)
-            except ManifestError:
-                # Stored by something else (e.g. a schema 1 manifest): serve it as JSON.
-                info = ManifestInfo(digest, "application/json", len(data))
-            self._cache(info)
+        cached = self._info.get(digest)
+        if cached is not None:
+            return cached, data
+        info, declared = await off_loop(len(data), describe, data, digest, None)
+        if not declared:
+            pushed = await self._pushed_type(name, digest)
+            if pushed is not None:
+                info, _ = await off_loop(len(data), describe, data, digest, pushed)
+        self._cache(info)
         return info, data
 
     async def _pushed_type(self, name: str, digest: Digest) -> str | None:
@@ -176,30 +117,28 @@ class ManifestStore:
         for tag in tags:
             if not is_valid_tag(tag):
                 raise errors.ManifestInvalid(f"invalid tag {tag!r}", detail={"tag": tag})
-        try:
-            manifest = parse_manifest(data, content_type)
-        except ManifestError as exc:
-            raise errors.ManifestInvalid(str(exc)) from None
-        digest = Digest.from_bytes(data, ref.algorithm if isinstance(ref, Digest) else CANONICAL)
+        algorithm = ref.algorithm if isinstance(ref, Digest) else CANONICAL
+        policy = self.url_policy if self.validate else None
+        examined = await off_loop(len(data), examine, data, content_type, algorithm, policy)
+        info, digest = examined.info, examined.info.digest
         if isinstance(ref, Digest) and digest != ref:
             raise errors.DigestInvalid(
                 "manifest digest does not match the reference",
                 detail={"expected": str(ref), "actual": str(digest)},
             )
-        if self.validate:
-            await self._check_references(name, manifest)
+        await each(CHECKS_IN_FLIGHT, examined.blobs, lambda r: self._check_blob(name, r))
+        await each(CHECKS_IN_FLIGHT, examined.children, lambda r: self._check_child(name, r))
         await self.blobs.put(data, digest)
         await self.blobs.repositories.register(name, always=True)
-        if not manifest.declared:
+        if not examined.declared:
             path = paths.revision_media_type(name, digest)
-            await self.driver.put(path, manifest.media_type.encode())
+            await self.driver.put(path, info.media_type.encode())
         await write_link(self.driver, paths.revision_link(name, digest), digest)
-        if manifest.subject is not None:
+        if info.subject is not None:
             await write_link(
-                self.driver, paths.referrer_link(name, manifest.subject.digest, digest), digest
+                self.driver, paths.referrer_link(name, info.subject, digest), digest
             )
         await self._set_tags(name, list(tags), digest)
-        info = ManifestInfo.of(manifest, digest)
         self._cache(info)
         return info
 
@@ -209,54 +148,36 @@ class ManifestStore:
         if not tags:
             return
         await self.tags.set(name, tags[0], digest)
-        gate = asyncio.Semaphore(TAG_WRITES_IN_FLIGHT)
+        await each(TAG_WRITES_IN_FLIGHT, tags[1:], lambda tag: self.tags.set(name, tag, digest))
 
-        async def one(tag: str) -> None:
-            async with gate:
-                await self.tags.set(name, tag, digest)
-
-        await asyncio.gather(*(one(tag) for tag in tags[1:]))
-
-    async def _check_references(self, name: str, manifest: Manifest) -> None:
-        for desc in (*manifest.blobs(), *manifest.manifests):
-            for url in desc.urls:
-                reason = self.url_policy.refusal(url)
-                if reason is not None:
-                    raise errors.ManifestInvalid(
-                        f"layer {desc.digest}: {reason}", detail={"url": url, "reason": reason}
-                    )
-        checks = [self._check_blob(name, d) for d in manifest.blobs()]
-        checks += [self._check_child(name, d) for d in manifest.manifests]
-        await asyncio.gather(*checks)
-
-    async def _check_blob(self, name: str, desc: Descriptor) -> None:
-        if await self.blobs.linked(name, desc.digest):
-            size = await self.blobs.size(desc.digest)
+    async def _check_blob(self, name: str, ref: Reference) -> None:
+        if await self.blobs.linked(name, ref.digest):
+            size = await self.blobs.size(ref.digest)
             if size is not None:
-                _check_size(desc, size)
+                ref.check_size(size)
                 return
-        if desc.foreign and desc.urls:
+        if ref.at_urls:
             return  # fetched by clients from its urls; never uploaded
-        if desc.media_type == mt.OCI_EMPTY and str(desc.digest) == mt.EMPTY_JSON_DIGEST:
+        if ref.media_type == mt.OCI_EMPTY and str(ref.digest) == mt.EMPTY_JSON_DIGEST:
             # The well-known `{}` config of artifacts: store it rather than refuse.
-            await self.blobs.put(mt.EMPTY_JSON, desc.digest)
-            await self.blobs.link(name, desc.digest)
-            _check_size(desc, len(mt.EMPTY_JSON))
+            await self.blobs.put(mt.EMPTY_JSON, ref.digest)
+            await self.blobs.link(name, ref.digest)
+            ref.check_size(len(mt.EMPTY_JSON))
             return
         raise errors.ManifestBlobUnknown(
-            f"blob {desc.digest} is not in repository {name}",
-            detail={"digest": str(desc.digest), "mediaType": desc.media_type},
+            f"blob {ref.digest} is not in repository {name}",
+            detail={"digest": str(ref.digest), "mediaType": ref.media_type},
         )
 
-    async def _check_child(self, name: str, desc: Descriptor) -> None:
-        if await self.exists(name, desc.digest):
-            size = await self.blobs.size(desc.digest)
+    async def _check_child(self, name: str, ref: Reference) -> None:
+        if await self.exists(name, ref.digest):
+            size = await self.blobs.size(ref.digest)
             if size is not None:
-                _check_size(desc, size)
+                ref.check_size(size)
                 return
         raise errors.ManifestBlobUnknown(
-            f"manifest {desc.digest} is not in repository {name}",
-            detail={"digest": str(desc.digest), "mediaType": desc.media_type},
+            f"manifest {ref.digest} is not in repository {name}",
+            detail={"digest": str(ref.digest), "mediaType": ref.media_type},
         )
 
     async def delete(self, name: str, reference: str) -> None:
@@ -303,11 +224,3 @@ class ManifestStore:
             i for i in infos
             if i is not None and (artifact_type is None or i.artifact_type == artifact_type)
         ]
-
-
-def _check_size(desc: Descriptor, size: int) -> None:
-    if desc.size != size:
-        raise errors.ManifestInvalid(
-            f"descriptor {desc.digest} says size {desc.size}, the content has {size}",
-            detail={"digest": str(desc.digest), "size": desc.size, "actual": size},
-        )
