@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import AuthError
+from .oci.jsondoc import JSONDocumentError, loads, loads_object
 
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
 _HUB_ALIASES = {"docker.io", "index.docker.io", "registry-1.docker.io", DOCKER_HUB_KEY}
@@ -79,12 +80,13 @@ def _config_key(registry: str) -> str:
 
 def _read_config(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text())
+        return loads_object(path.read_bytes(), "Docker config file")
     except FileNotFoundError:
         return {}
-    except (OSError, ValueError) as exc:
-        raise AuthError(f"cannot read {path}: {exc}") from None
-    return data if isinstance(data, dict) else {}
+    except OSError as exc:
+        raise AuthError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except JSONDocumentError as exc:
+        raise AuthError(f"{path}: {exc}") from None
 
 
 def _helper(name: str, action: str, payload: str) -> str:
@@ -116,9 +118,11 @@ def load_credentials(registry: str, path: Path | None = None) -> Credentials | N
         out = _helper(str(helper), "get", key)
         if out:
             try:
-                data = json.loads(out)
-            except ValueError:
+                data = loads(out)
+            except JSONDocumentError:
                 raise AuthError(f"docker-credential-{helper} returned invalid JSON") from None
+            if not isinstance(data, dict):
+                raise AuthError(f"docker-credential-{helper} returned no JSON object")
             user, secret = data.get("Username", ""), data.get("Secret", "")
             if user == "<token>":
                 return Credentials(identity_token=secret)

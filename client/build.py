@@ -4,6 +4,10 @@ With a base image the new layers go on top: the base's layer descriptors are reu
 they are (foreign layers keep their media type and `urls`), its config is extended
 (diff_ids, history, environment, labels), and its blobs are mounted or copied by the push,
 never downloaded into a local file.
+
+`os_version` is the Windows version of the host the image is for: it selects the base
+variant such a host runs (`client.platforms`), and the image records the base's exact
+`os.version` (the version it really is); without a base it records `os_version` itself.
 """
 
 from __future__ import annotations
@@ -13,20 +17,29 @@ import copy
 import json
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from . import command
+from .command import Command
 from .errors import NotFoundError, UsageError
-from .image import ImageSource
+from .events import Events
+from .image import ImageError, ImageSource, read_config
 from .oci import mediatypes as mt
 from .oci.descriptor import Descriptor
 from .oci.digest import Digest
-from .oci.manifest import Manifest, parse_manifest
+from .oci.manifest import Manifest
 from .pack import DOCKER_MEDIA_TYPES, PackedLayer
-from .platforms import PlatformMatcher
+from .platforms import (
+    PlatformMatcher,
+    WindowsVersion,
+    check_os_version,
+    select_image,
+    windows_compatible,
+)
 from .remote import FetchedManifest
 
 ImageFormat = Literal["oci", "docker"]
@@ -38,17 +51,21 @@ class ImageSpec:
     os: str | None = None  # None: the base's, else linux
     architecture: str | None = None  # None: the base's, else amd64
     variant: str | None = None
-    os_version: str | None = None
+    os_version: str | None = None  # the host's (Windows): selects the base; see above
     os_features: tuple[str, ...] = ()
     env: tuple[str, ...] = ()
-    entrypoint: tuple[str, ...] | None = None
-    cmd: tuple[str, ...] | None = None
+    entrypoint: Command | None = None  # a tuple (exec form) or a ShellCommand
+    cmd: Command | None = None
     labels: dict[str, str] = field(default_factory=dict)
     workdir: str | None = None
     user: str | None = None
     format: ImageFormat | None = None  # None: the base's, else OCI
     created_by: str = "berth pack"
     source_date_epoch: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.os_version is not None:
+            check_os_version(self.os_version)
 
     def platform(self) -> PlatformMatcher:
         """What to pick from a base index (Windows: by `os_version`, as a host would; an
@@ -71,23 +88,17 @@ class Base:
     config: dict[str, Any]
 
 
-async def resolve_base(source: ImageSource, platform: PlatformMatcher) -> Base:
-    """The base image for `platform` (an index is narrowed like `berth pull --platform`)."""
-    fetched = await source.root()
-    manifest = parse_manifest(fetched.data, fetched.media_type)
-    while manifest.is_index:
-        choice = platform.select(manifest.manifests)
-        if choice is None:
-            raise NotFoundError(f"the base image has no variant for {platform}")
-        fetched = await source.manifest(choice.digest)
-        manifest = parse_manifest(fetched.data, fetched.media_type)
-    assert manifest.config is not None
-    raw = b"".join([chunk async for chunk in source.blob(manifest.config)])
-    if Digest.from_bytes(raw, manifest.config.digest.algorithm) != manifest.config.digest:
-        raise NotFoundError("the base image's config does not match its digest")
-    config = json.loads(raw)
-    if not isinstance(config, dict):
-        raise UsageError("the base image's config is not a JSON object")
+async def resolve_base(source: ImageSource, platform: PlatformMatcher,
+                       events: Events | None = None) -> Base:
+    """The base image for `platform` (an index is narrowed by the rule of `berth pull
+    --platform`, and the entry chosen reported); a single image is taken as it is and
+    checked by `build_config`."""
+    selected = await select_image(source, None, events, index_default=platform,
+                                  what="the base image")
+    manifest = selected.manifest
+    if manifest.config is None or manifest.is_index:
+        raise ImageError("the base is not an image (no config)")
+    config = selected.config or await read_config(source, manifest.config)
     return Base(source, manifest, config)
 
 
@@ -99,15 +110,33 @@ def _merge_env(old: list[str], new: tuple[str, ...]) -> list[str]:
     return list(merged.values())
 
 
-def build_config(spec: ImageSpec, layers: list[PackedLayer], base: Base | None) -> dict[str, Any]:
+Warn = Callable[[str], None]
+
+
+def build_config(spec: ImageSpec, layers: list[PackedLayer], base: Base | None,
+                 warn: Warn | None = None) -> dict[str, Any]:
     if base is not None:
         config = copy.deepcopy(base.config)
         for key in ("os", "architecture"):
             wanted, has = getattr(spec, key), config.get(key)
             if has and wanted and has != wanted:
                 raise UsageError(f"the base image is {key} {has}, not {wanted}")
+        if spec.os_version and config.get("os") != "windows":
+            raise UsageError(f"--os-version is a Windows host's version; the base image is "
+                             f"{config.get('os')}")
+        host = WindowsVersion.parse(spec.os_version)
+        has_version = config.get("os.version")
+        image = WindowsVersion.parse(has_version if isinstance(has_version, str) else None)
+        if host is not None and image is not None and not windows_compatible(host, image):
+            raise UsageError(f"the base image is os.version {has_version}, which a host of "
+                             f"{spec.os_version} does not run")
+        if spec.os_version and image is None:
+            config["os.version"] = spec.os_version
     else:
-        config = {"architecture": spec.architecture or "amd64", "os": spec.os or "linux"}
+        os_name = spec.os or ("windows" if spec.os_version else "linux")
+        if spec.os_version and os_name != "windows":
+            raise UsageError(f"--os-version is a Windows host's version, not for {os_name}")
+        config = {"architecture": spec.architecture or "amd64", "os": os_name}
         if spec.variant:
             config["variant"] = spec.variant
         if spec.os_version:
@@ -119,10 +148,13 @@ def build_config(spec: ImageSpec, layers: list[PackedLayer], base: Base | None) 
     runtime = config.setdefault("config", {})
     if spec.env:
         runtime["Env"] = _merge_env(runtime.get("Env") or [], spec.env)
-    if spec.entrypoint is not None:
-        runtime["Entrypoint"] = list(spec.entrypoint)
-    if spec.cmd is not None:
-        runtime["Cmd"] = list(spec.cmd)
+    image_os = str(config.get("os") or "linux")
+    for key, given in (("Entrypoint", spec.entrypoint), ("Cmd", spec.cmd)):
+        argv, warning = command.resolve(given, image_os)
+        if warning and warn is not None:
+            warn(f"--{key.lower()}: {warning}")
+        if argv is not None:
+            runtime[key] = list(argv)
     if spec.labels:
         runtime["Labels"] = {**(runtime.get("Labels") or {}), **spec.labels}
     if spec.workdir is not None:
@@ -175,12 +207,13 @@ class BuiltImage(ImageSource):
         self.base = base
 
     @classmethod
-    def build(cls, spec: ImageSpec, layers: list[PackedLayer], base: Base | None) -> BuiltImage:
+    def build(cls, spec: ImageSpec, layers: list[PackedLayer], base: Base | None,
+              warn: Warn | None = None) -> BuiltImage:
         base_format: ImageFormat | None = None
         if base is not None:
             base_format = "docker" if base.manifest.media_type == mt.DOCKER_MANIFEST else "oci"
         image_format = spec.format or base_format or "oci"
-        config = json.dumps(build_config(spec, layers, base), indent=2).encode()
+        config = json.dumps(build_config(spec, layers, base, warn), indent=2).encode()
         return cls(build_manifest(config, layers, base, image_format), config, layers, base)
 
     def local_file(self, desc: Descriptor) -> Path | None:

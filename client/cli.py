@@ -1,8 +1,9 @@
 """The `berth` command line: registry server, maintenance, and the push/pull client.
 
-Every failure a user can cause ends in one line on stderr and a non-zero exit:
-2 usage, 3 authentication, 4 not found, 5 network, 1 anything else (70: a bug, with
-the traceback only under --debug).
+Every failure a user can cause ends in one line on stderr (`berth: error: …`) and a
+non-zero exit: 2 usage (Click's own errors included), 3 authentication, 4 not found,
+5 network, 1 anything else, 130 interrupted (Ctrl-C); 70 is a bug, with the traceback only
+under --debug.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
 import click
 
@@ -33,9 +35,35 @@ if TYPE_CHECKING:
 
 P = ParamSpec("P")
 T = TypeVar("T")
+INTERRUPTED = 130
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class BerthGroup(click.Group):
+    """Click's usage errors as one line, `berth: error: …` (exit 2), like every other
+    error; Ctrl-C at a prompt is exit 130."""
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True,
+             **extra: Any) -> Any:
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False,
+                                **extra)
+        except click.ClickException as exc:
+            message = " ".join(exc.format_message().split())
+            ctx = getattr(exc, "ctx", None)
+            if isinstance(exc, click.UsageError) and ctx is not None:
+                message += f" (see {ctx.command_path} --help)"
+            click.echo(f"berth: error: {message}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("berth: interrupted", err=True)
+            sys.exit(INTERRUPTED)
+        if isinstance(code, int) and code:
+            sys.exit(code)
+        return None
+
+
+@click.group(cls=BerthGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="berth")
 def main() -> None:
     """Berth: an OCI registry and a push/pull client (Windows foreign layers included)."""
@@ -152,7 +180,9 @@ def client_command(fn: Callable[..., Awaitable[Any]]) -> Callable[..., None]:
 
     @click.option("--insecure", is_flag=True,
                   help="skip TLS verification (and fall back to plain HTTP)")
-    @click.option("--plain-http", is_flag=True, help="talk plain HTTP (loopback hosts do anyway)")
+    @click.option("--plain-http", is_flag=True,
+                  help="talk plain HTTP (as http://HOST does for one host; loopback hosts "
+                       "fall back to it after one TLS probe)")
     @click.option("--ca-file", type=click.Path(exists=True, dir_okay=False),
                   help="CA bundle to verify registries with")
     @click.option("--authfile", type=click.Path(dir_okay=False),
@@ -163,7 +193,9 @@ def client_command(fn: Callable[..., Awaitable[Any]]) -> Callable[..., None]:
                   help="retries of a failed request (connection errors, 429, 5xx)")
     @click.option("--json", "as_json", is_flag=True, help="machine-readable output on stdout")
     @click.option("-q", "--quiet", is_flag=True, help="no progress output")
-    @click.option("--debug", is_flag=True, help="log requests; tracebacks for internal errors")
+    @click.option("--debug", is_flag=True,
+                  help="log every request and its status (stderr); tracebacks for internal "
+                       "errors")
     @functools.wraps(fn)
     def command(insecure: bool, plain_http: bool, ca_file: str | None, authfile: str | None,
                 creds: str | None, retries: int, as_json: bool, quiet: bool, debug: bool,
@@ -196,6 +228,25 @@ def _make_client(options: ClientOptions) -> Client:
     return Client(transport, auth_file=auth_file, default_credentials=default)
 
 
+@contextmanager
+def _errors(debug: bool = False) -> Iterator[None]:
+    """Every failure as one line on stderr and its exit code."""
+    try:
+        yield
+    except BerthError as exc:
+        click.echo(f"berth: error: {' '.join(str(exc).split())}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("berth: interrupted", err=True)
+        sys.exit(INTERRUPTED)
+    except Exception as exc:
+        if debug:
+            raise
+        click.echo(f"berth: internal error: {type(exc).__name__}: {exc} "
+                   "(run with --debug for details)", err=True)
+        sys.exit(70)
+
+
 def _run(options: ClientOptions, body: Callable[[Client], Awaitable[Any]]) -> None:
     async def main_coroutine() -> Any:
         client = _make_client(options)
@@ -204,20 +255,8 @@ def _run(options: ClientOptions, body: Callable[[Client], Awaitable[Any]]) -> No
         finally:
             await client.close()
 
-    try:
+    with _errors(options.debug):
         asyncio.run(main_coroutine())
-    except BerthError as exc:
-        click.echo(f"berth: error: {exc}", err=True)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo("berth: interrupted", err=True)
-        sys.exit(130)
-    except Exception as exc:
-        if options.debug:
-            raise
-        click.echo(f"berth: internal error: {type(exc).__name__}: {exc} "
-                   "(run with --debug for details)", err=True)
-        sys.exit(70)
 
 
 def _emit(options: ClientOptions, value: Any, text: str | None = None) -> None:
@@ -228,48 +267,101 @@ def _emit(options: ClientOptions, value: Any, text: str | None = None) -> None:
 
 
 def _events(options: ClientOptions) -> Events:
-    from .events import Events
-    from .progress import BarEvents, PlainEvents
+    from .progress import BarEvents, PlainEvents, QuietEvents
 
     if options.quiet or options.as_json:
-        return Events()
+        return QuietEvents()
     return BarEvents() if sys.stderr.isatty() else PlainEvents()
+
+
+def _platform(platform: str | None, os_version: str | None) -> Any:
+    """The platform request of --platform and --os-version (a version alone: Windows on
+    this machine's architecture), or None."""
+    from .platforms import PlatformMatcher
+
+    if platform is None and os_version is None:
+        return None
+    return PlatformMatcher.parse(platform, os_version)
 
 
 def _copy_options(all_platforms: bool, platform: str | None, os_version: str | None,
                   include_foreign: bool, convert_foreign: bool, jobs: int) -> Any:
     from .copy import CopyOptions, ForeignMode
-    from .platforms import PlatformMatcher
 
     if include_foreign and convert_foreign:
         raise UsageError("--include-foreign and --convert-foreign exclude each other")
-    if all_platforms and platform:
-        raise UsageError("--all and --platform exclude each other")
-    matcher = PlatformMatcher.parse(platform, os_version) if platform else None
+    if all_platforms and (platform or os_version):
+        raise UsageError("--all and --platform/--os-version exclude each other")
     foreign: ForeignMode = (
         "include" if include_foreign else "convert" if convert_foreign else "keep"
     )
-    return CopyOptions(foreign=foreign, platform=matcher, concurrency=jobs)
+    return CopyOptions(foreign=foreign, platform=_platform(platform, os_version),
+                       concurrency=jobs)
 
 
-def copy_flags(fn: Callable[P, T]) -> Callable[P, T]:
-    for decorator in reversed([
-        click.option("--all", "all_platforms", is_flag=True,
-                     help="every platform of an index (the default for copy and push)"),
-        click.option("--platform", metavar="OS/ARCH[/VARIANT]",
-                     help="only this platform of an index"),
+Verb = Literal["copy", "push", "pull", "pack"]
+_SELECTION = "(the best match: see 'Platforms' in docs/client.md)"
+_ALL_HELP: dict[Verb, str] = {
+    "copy": "copy every platform of an index (the default)",
+    "push": "push every platform of an oci:/docker-archive: index (the default)",
+    "pull": "pull every platform of an index (the default into oci:; a docker-archive: "
+            "holds one image and needs --platform; --unpack takes linux/<host arch> "
+            "unless --platform says otherwise)",
+}
+_PLATFORM_HELP: dict[Verb, str] = {
+    "copy": f"only this platform of an index {_SELECTION}; a single image must be it",
+    "pull": f"only this platform of an index {_SELECTION}; a single image must be it",
+    "push": "oci:/docker-archive: sources: only this platform of an index; a directory: "
+            f"the platform to build, and the variant of a --base index {_SELECTION}",
+    "pack": f"the platform to build, and the variant of a --base index {_SELECTION}",
+}
+_OS_VERSION_COPY = ("the Windows host's version (e.g. 10.0.20348.1787): choose from an index "
+                    "what such a host runs; without --platform: windows/<host arch>")
+_OS_VERSION_BUILD = ("the Windows host's version (e.g. 10.0.20348.1787): choose the --base "
+                     "variant such a host runs; the image records that base's exact os.version "
+                     "(without --base: this one); implies --os windows")
+_OS_VERSION_HELP: dict[Verb, str] = {
+    "pack": _OS_VERSION_BUILD,
+    "push": ("the Windows host's version (e.g. 10.0.20348.1787): choose the index variant (of "
+             "--base, or of an oci:/docker-archive: source) such a host runs; a built image "
+             "records its base's exact os.version (without --base: this one)"),
+}
+_FOREIGN_HELP: dict[Verb, tuple[str, str]] = {
+    "copy": ("copy foreign layers unchanged (fetched from the source, else their urls; "
+             "for air-gapped registries)",
+             "copy foreign layers as ordinary layers (no urls; changes the manifest digest)"),
+    "push": ("upload foreign layers unchanged (air-gapped registries)",
+             "upload foreign layers as ordinary layers (no urls; changes the manifest digest)"),
+    "pull": ("fetch foreign layers into the destination unchanged (from the registry, else "
+             "their urls); --unpack always fetches them",
+             "store foreign layers as ordinary layers (no urls; changes the manifest digest)"),
+    "pack": ("store the base's foreign layers unchanged at the destination",
+             "store the base's foreign layers as ordinary layers (no urls)"),
+}
+
+
+def copy_flags(verb: Verb) -> Callable[[Callable[P, T]], Callable[P, T]]:
+    """The transfer options of `verb`, with help that says what they do there."""
+    include, convert = _FOREIGN_HELP[verb]
+    options = [
+        click.option("--platform", metavar="OS/ARCH[/VARIANT]", help=_PLATFORM_HELP[verb]),
         click.option("--os-version", metavar="VERSION",
-                     help="Windows version (e.g. 10.0.20348): selects from indexes as a host "
-                          "of that version would, and is the os.version of built images"),
-        click.option("--include-foreign", is_flag=True,
-                     help="upload foreign layers unchanged (air-gapped registries)"),
-        click.option("--convert-foreign", is_flag=True,
-                     help="upload foreign layers as ordinary layers (no urls)"),
+                     help=_OS_VERSION_HELP.get(verb, _OS_VERSION_COPY)),
+        click.option("--include-foreign", is_flag=True, help=include),
+        click.option("--convert-foreign", is_flag=True, help=convert),
         click.option("-j", "--jobs", default=4, show_default=True, type=click.IntRange(1, 64),
                      help="blobs transferred in parallel"),
-    ]):
-        fn = decorator(fn)
-    return fn
+    ]
+    if verb in _ALL_HELP:
+        options.insert(0, click.option("--all", "all_platforms", is_flag=True,
+                                       help=_ALL_HELP[verb]))
+
+    def add(fn: Callable[P, T]) -> Callable[P, T]:
+        for decorator in reversed(options):
+            fn = decorator(fn)
+        return fn
+
+    return add
 
 
 async def _with_events(options: ClientOptions, run: Callable[[Events], Awaitable[T]]) -> T:
@@ -303,15 +395,20 @@ async def _do_copy(client: Client, options: ClientOptions, source: str, destinat
 @main.command()
 @click.argument("source")
 @click.argument("destination")
-@copy_flags
+@copy_flags("copy")
 @client_command
 async def copy(client: Client, options: ClientOptions, source: str, destination: str,
                **flags: Any) -> None:
     """Copy an image between registries and OCI layouts, digests preserved.
 
-    SOURCE and DESTINATION: a registry reference (host/repo:tag, docker://…),
-    oci:PATH[:TAG] or docker-archive:FILE[:NAME:TAG]."""
+    SOURCE and DESTINATION: a registry reference (host[:port]/repo[:tag][@digest], with
+    docker://, http:// or https:// in front if you like), oci:PATH[:TAG] or
+    docker-archive:FILE[:NAME:TAG]."""
     await _do_copy(client, options, source, destination, **flags)
+
+
+_COMMAND_HELP = ("a JSON array (taken as it is) or a command line: split as a POSIX shell "
+                 "would for Linux images, run unchanged by 'cmd /S /C' for Windows ones")
 
 
 def image_flags(fn: Callable[P, T]) -> Callable[P, T]:
@@ -319,42 +416,34 @@ def image_flags(fn: Callable[P, T]) -> Callable[P, T]:
         click.option("--base", metavar="REF", help="build on this image (layers are reused)"),
         click.option("--compress", type=click.Choice(["gzip", "zstd", "none"]),
                      default="gzip", show_default=True, help="layer compression"),
-        click.option("--level", type=int, help="compression level"),
+        click.option("--level", type=int,
+                     help="compression level: gzip 0-3 (ISA-L; default 2), zstd 1-22 "
+                          "(default 3)"),
         click.option("--os", "os_name", type=click.Choice(["linux", "windows"]),
                      help="image OS and layer format (default: the base's, else linux)"),
         click.option("--arch", help="architecture (default: the base's, else amd64)"),
-        click.option("--os-feature", "os_features", multiple=True, help="e.g. win32k"),
+        click.option("--os-feature", "os_features", multiple=True, metavar="FEATURE",
+                     help="an os.features entry, e.g. win32k (repeatable)"),
         click.option("--format", "image_format", type=click.Choice(["oci", "docker"]),
                      help="manifest format (default: the base's, else oci)"),
-        click.option("--env", multiple=True, metavar="KEY=VALUE"),
-        click.option("--label", multiple=True, metavar="KEY=VALUE"),
-        click.option("--entrypoint", help='JSON array or a command line'),
-        click.option("--cmd", help="JSON array or a command line"),
-        click.option("--workdir"),
-        click.option("--user"),
+        click.option("--env", multiple=True, metavar="KEY=VALUE",
+                     help="an environment variable (repeatable; added to the base's, "
+                          "replacing one of the same name)"),
+        click.option("--label", multiple=True, metavar="KEY=VALUE",
+                     help="a label (repeatable; added to the base's)"),
+        click.option("--entrypoint", metavar="COMMAND", help=_COMMAND_HELP),
+        click.option("--cmd", metavar="COMMAND", help=_COMMAND_HELP),
+        click.option("--workdir", metavar="DIR",
+                     help="working directory of the container (replaces the base's)"),
+        click.option("--user", metavar="USER[:GROUP]",
+                     help="user the container runs as (replaces the base's)"),
         click.option("--delete", multiple=True, metavar="PATH",
-                     help="delete PATH from the base's layers (a whiteout)"),
+                     help="delete PATH from the base's layers (a whiteout; repeatable)"),
         click.option("--security-descriptor", metavar="BASE64",
                      help="Windows: security descriptor for every file"),
     ]):
         fn = decorator(fn)
     return fn
-
-
-def _argv(value: str | None) -> tuple[str, ...] | None:
-    import shlex
-
-    if value is None:
-        return None
-    if value.lstrip().startswith("["):
-        try:
-            parsed = json.loads(value)
-        except ValueError:
-            raise UsageError(f"not a JSON array: {value}") from None
-        if not isinstance(parsed, list) or not all(isinstance(v, str) for v in parsed):
-            raise UsageError(f"not a JSON array of strings: {value}")
-        return tuple(parsed)
-    return tuple(shlex.split(value))
 
 
 def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
@@ -375,26 +464,47 @@ async def _do_build(client: Client, options: ClientOptions, directories: tuple[s
                     workdir: str | None, user: str | None, delete: tuple[str, ...],
                     security_descriptor: str | None, **flags: Any) -> None:
     from .build import ImageSpec
+    from .command import parse_command
     from .pack import PackOptions
+    from .platforms import check_os_version
     from .windows import DEFAULT_SECURITY_DESCRIPTOR, check_security_descriptor
 
     for directory in directories:
         if not await asyncio.to_thread(os.path.isdir, directory):
             raise UsageError(f"{directory} is not a directory")
     _pairs(env, "env")
+    if flags.pop("all_platforms", False):
+        raise UsageError("--all copies every platform of an index; a directory builds one "
+                         "image (--platform says which)")
+    os_version = flags.pop("os_version")
+    if os_version is not None:
+        check_os_version(os_version)
+    variant = None
+    platform = flags.pop("platform")
+    if platform is not None:  # the image to build (and the base variant to build on)
+        wanted = _platform(platform, os_version)
+        for option, given, value in (("--os", os_name, wanted.os),
+                                     ("--arch", arch, wanted.architecture)):
+            if given and given != value:
+                raise UsageError(f"{option} {given} contradicts --platform {platform}")
+        os_name, arch, variant = wanted.os, wanted.architecture, wanted.variant
+    if os_version is not None and os_name is None and base is None:
+        os_name = "windows"
     pack = PackOptions.from_environment(
         compression=compress, os=os_name or "linux", level=level, deletions=delete,
         security_descriptor=check_security_descriptor(security_descriptor)
         if security_descriptor else DEFAULT_SECURITY_DESCRIPTOR,
     )
     spec = ImageSpec(
-        os=os_name, architecture=arch, os_version=flags.get("os_version"),
-        os_features=os_features,
-        env=env, labels=_pairs(label, "label"), entrypoint=_argv(entrypoint), cmd=_argv(cmd),
+        os=os_name, architecture=arch, variant=variant, os_version=os_version,
+        os_features=os_features, env=env, labels=_pairs(label, "label"),
+        entrypoint=parse_command(entrypoint) if entrypoint is not None else None,
+        cmd=parse_command(cmd) if cmd is not None else None,
         workdir=workdir, user=user, format=image_format,  # type: ignore[arg-type]
         source_date_epoch=pack.source_date_epoch,
     )
-    copy_options = _copy_options(**flags)
+    copy_options = _copy_options(all_platforms=False, platform=None, os_version=None,
+                                 **flags)
     paths = [Path(d) for d in directories]
     await _transfer(options, destination, lambda events: client.build(
         paths, destination, pack, spec, base, copy_options, events))
@@ -405,7 +515,7 @@ async def _do_build(client: Client, options: ClientOptions, directories: tuple[s
 @click.option("-o", "--output", required=True, metavar="DEST",
               help="oci:PATH[:TAG] for a local layout, or a registry reference to push to")
 @image_flags
-@copy_flags
+@copy_flags("pack")
 @client_command
 async def pack(client: Client, options: ClientOptions, directories: tuple[str, ...],
                output: str, **flags: Any) -> None:
@@ -420,7 +530,7 @@ async def pack(client: Client, options: ClientOptions, directories: tuple[str, .
 @click.argument("source")
 @click.argument("destination")
 @image_flags
-@copy_flags
+@copy_flags("push")
 @client_command
 async def push(client: Client, options: ClientOptions, source: str, destination: str,
                **flags: Any) -> None:
@@ -454,7 +564,7 @@ _COPY_FLAGS = {"all_platforms", "platform", "os_version", "include_foreign",
 @click.argument("destination", required=False)
 @click.option("--unpack", "unpack_dir", type=click.Path(file_okay=False),
               help="unpack the layers into this directory (a root filesystem)")
-@copy_flags
+@copy_flags("pull")
 @client_command
 async def pull(client: Client, options: ClientOptions, source: str, destination: str | None,
                unpack_dir: str | None, **flags: Any) -> None:
@@ -476,11 +586,18 @@ async def pull(client: Client, options: ClientOptions, source: str, destination:
 
 async def _do_unpack(client: Client, options: ClientOptions, source: str, target: Path,
                      **flags: Any) -> None:
+    if flags["all_platforms"]:
+        raise UsageError("--unpack makes one root filesystem: choose a platform with "
+                         "--platform, not --all")
+    if flags["include_foreign"] or flags["convert_foreign"]:
+        raise UsageError("--unpack always fetches foreign layers (they are part of the "
+                         "filesystem): drop --include-foreign/--convert-foreign")
     copy_options = _copy_options(**flags)
     result = await _with_events(
         options, lambda events: client.unpack(source, target, copy_options.platform, events))
     stats = result.stats
     _emit(options, {"digest": result.digest, "os": result.os, "layers": result.layers,
+                    "platform": result.platform,
                     "target": str(target), "stats": dataclasses.asdict(stats)},
           None if options.quiet else
           f"{target}: {result.digest} unpacked ({result.layers} layers, {stats.files} files, "
@@ -490,35 +607,57 @@ async def _do_unpack(client: Client, options: ClientOptions, source: str, target
 @main.command()
 @click.argument("reference")
 @click.option("--raw", is_flag=True, help="print the manifest bytes exactly as served")
+@click.option("--platform", metavar="OS/ARCH[/VARIANT]",
+              help=f"show this platform's image of an index {_SELECTION}")
+@click.option("--os-version", metavar="VERSION", help=_OS_VERSION_COPY)
 @client_command
-async def inspect(client: Client, options: ClientOptions, reference: str, raw: bool) -> None:
-    """Show an image: manifest, platforms, config, layers (foreign ones marked)."""
-    from .inspect import describe
+async def inspect(client: Client, options: ClientOptions, reference: str, raw: bool,
+                  platform: str | None, os_version: str | None) -> None:
+    """Show an image: manifest, platforms, config (entrypoint, command, environment,
+    labels), layers (foreign ones marked).
 
-    fetched = await client.manifest(reference)
+    REFERENCE: a registry reference, oci:PATH[:TAG] or docker-archive:FILE[:NAME:TAG]."""
+    from .inspect import describe
+    from .transports import open_source
+
+    source = await open_source(client, reference)
+    try:
+        info = await describe(source, reference, _platform(platform, os_version),
+                              _events(options))
+    finally:
+        await source.close()
     if raw:
-        sys.stdout.buffer.write(fetched.data)
+        sys.stdout.buffer.write(info.data)
         return
-    info = await describe(client, reference, fetched)
     _emit(options, info.as_json(), info.as_text())
+
+
+def _lines(options: ClientOptions, found: list[str], empty: str) -> None:
+    """A listing, one per line; an empty one prints nothing on stdout (a note on stderr)."""
+    if not found and not options.as_json:
+        if not options.quiet:
+            click.echo(empty, err=True)
+        return
+    _emit(options, found, "\n".join(found))
 
 
 @main.command()
 @click.argument("repository")
 @client_command
 async def tags(client: Client, options: ClientOptions, repository: str) -> None:
-    """List a repository's tags."""
+    """List a repository's tags (REPOSITORY: [SCHEME]HOST[:PORT]/NAME)."""
     found = await client.tags(repository)
-    _emit(options, found, "\n".join(found))
+    _lines(options, found, f"{repository}: no tags")
 
 
 @main.command()
 @click.argument("registry")
 @client_command
 async def catalog(client: Client, options: ClientOptions, registry: str) -> None:
-    """List a registry's repositories."""
+    """List a registry's repositories (REGISTRY: HOST[:PORT], http://HOST[:PORT] for plain
+    HTTP, https://HOST[:PORT] for TLS)."""
     found = await client.catalog(registry)
-    _emit(options, found, "\n".join(found))
+    _lines(options, found, f"{registry}: no repositories")
 
 
 @main.command()
@@ -538,32 +677,39 @@ async def rm(client: Client, options: ClientOptions, reference: str) -> None:
 @client_command
 async def login(client: Client, options: ClientOptions, registry: str, username: str,
                 password: str | None, password_stdin: bool) -> None:
-    """Check credentials against a registry and save them (docker config.json format)."""
-    from .auth import Credentials, store_credentials
+    """Check credentials against a registry and save them (docker config.json format).
 
+    REGISTRY: HOST[:PORT], or http(s)://HOST[:PORT] to choose the scheme."""
+    from .auth import Credentials, store_credentials
+    from .transports import parse_registry
+
+    host = parse_registry(registry)
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
     if not password:
         password = getpass.getpass("Password: ")
     creds = Credentials(username, password)
-    client.credentials[registry] = creds
+    client.credentials[host.api_host] = creds
     await client.check_login(registry)
-    where = store_credentials(registry, creds, client.auth_file)
-    _emit(options, {"registry": registry, "stored": where},
+    where = store_credentials(host.host, creds, client.auth_file)
+    _emit(options, {"registry": host.host, "stored": where},
           f"Login succeeded (credentials stored in {where})")
 
 
 @main.command()
 @click.argument("registry")
-@client_command
-async def logout(client: Client, options: ClientOptions, registry: str) -> None:
-    """Remove saved credentials for a registry."""
+@click.option("--authfile", type=click.Path(dir_okay=False),
+              help="credentials file (default: ~/.docker/config.json)")
+def logout(registry: str, authfile: str | None) -> None:
+    """Remove saved credentials for a registry (nothing is sent to it)."""
     from .auth import erase_credentials
+    from .transports import parse_registry
 
-    removed = erase_credentials(registry, client.auth_file)
-    if not removed:
-        raise BerthError(f"not logged in to {registry}")
-    _emit(options, {"registry": registry}, f"Removed credentials for {registry}")
+    with _errors():
+        host = parse_registry(registry).host
+        if not erase_credentials(host, Path(authfile) if authfile else None):
+            raise BerthError(f"not logged in to {host}")
+        click.echo(f"Removed credentials for {host}")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,9 +17,11 @@ from .oci.digest import Digest
 from .oci.reference import Reference
 from .remote import FetchedManifest, RemoteRepository, catalog, verified
 from .session import RegistrySession, TransportOptions
-from .transports import parse_reference
+from .transports import parse_reference, parse_registry
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .build import ImageSpec
     from .copy import CopyOptions, CopyResult
     from .events import Events
@@ -39,19 +42,25 @@ class Client:
         self.credentials = dict(credentials or {})
         self.default_credentials = default_credentials
         self.auth_file = auth_file
-        self._sessions: dict[str, RegistrySession] = {}
+        self._sessions: dict[tuple[str, str | None], RegistrySession] = {}
 
-    def session(self, host: str) -> RegistrySession:
-        session = self._sessions.get(host)
+    def session(self, host: str, scheme: str | None = None) -> RegistrySession:
+        """The session to `host` (HOST[:PORT]); `scheme` "http" or "https" when the
+        reference named one (else the options decide: loopback probes, others use TLS)."""
+        session = self._sessions.get((host, scheme))
         if session is None:
             creds = self.credentials.get(host) or self.default_credentials
             found = creds if creds is not None else (
                 lambda: load_credentials(host, self.auth_file))
-            session = self._sessions[host] = RegistrySession(host, found, self.options)
+            options = self.options
+            if scheme is not None:
+                options = dataclasses.replace(options, plain_http=scheme == "http")
+            session = self._sessions[(host, scheme)] = RegistrySession(host, found, options)
         return session
 
     def repository(self, reference: Reference) -> RemoteRepository:
-        return RemoteRepository(self.session(reference.api_host), reference.repository)
+        return RemoteRepository(self.session(reference.api_host, reference.scheme),
+                                reference.repository)
 
     async def close(self) -> None:
         for session in self._sessions.values():
@@ -74,7 +83,7 @@ class Client:
         repo = self.repository(ref)
         size = await repo.blob_size(digest)
         if size is None:
-            raise NotFoundError(f"{ref.registry}/{ref.repository}: blob {digest} not found")
+            raise NotFoundError(f"{repo}: blob {digest} not found")
         if size > limit:
             raise UsageError(f"blob {digest} is {size} bytes, too large to read into memory")
         desc = Descriptor("application/octet-stream", digest, size)
@@ -84,18 +93,23 @@ class Client:
         ref = parse_reference(repository)
         return await self.repository(ref).tags()
 
-    async def catalog(self, host: str) -> list[str]:
-        return await catalog(self.session(host))
+    async def catalog(self, registry: str) -> list[str]:
+        """The repositories of `registry` (HOST[:PORT], http(s)://HOST[:PORT])."""
+        host = parse_registry(registry)
+        return await catalog(self.session(host.api_host, host.scheme))
 
     async def delete(self, reference: str) -> str:
-        """Delete a tag (registries that support it) or, for a digest, the manifest."""
+        """Delete a tag (registries that support it) or, for a digest, the manifest;
+        returns what was deleted, printed as a reference."""
         ref = parse_reference(reference)
         await self.repository(ref).delete_manifest(ref.identifier)
-        return ref.identifier
+        return str(ref)
 
-    async def check_login(self, host: str) -> None:
+    async def check_login(self, registry: str) -> None:
         """Authenticate against a registry once; raises AuthError when refused."""
-        response = await self.session(host).request("GET", "/v2/", scopes=[], expect=(200,))
+        host = parse_registry(registry)
+        response = await self.session(host.api_host, host.scheme).request(
+            "GET", "/v2/", scopes=[], expect=(200,))
         response.release()
 
     async def build(
@@ -106,31 +120,35 @@ class Client:
         """Pack directories into layers, build an image (on `base`, if given) and copy it
         to `destination` (a registry reference or oci:PATH[:TAG])."""
         import asyncio
-        import dataclasses
         import tempfile
 
         from .build import BuiltImage, ImageSpec, resolve_base
         from .copy import copy_image
+        from .events import Events
         from .pack import PackOptions, pack_directory
         from .transports import open_destination, open_source
 
+        events = events or Events()
         pack = pack or PackOptions.from_environment()
         spec = spec or ImageSpec(source_date_epoch=pack.source_date_epoch)
         base_image = None
         if base is not None:
-            base_image = await resolve_base(await open_source(self, base), spec.platform())
+            base_image = await resolve_base(await open_source(self, base), spec.platform(),
+                                            events)
             if base_image.config.get("os") == "windows" and pack.os != "windows":
                 pack = dataclasses.replace(pack, os="windows")
-        elif spec.os == "windows" and pack.os != "windows":
+        elif spec.platform().os == "windows" and pack.os != "windows":
             pack = dataclasses.replace(pack, os="windows")
         with tempfile.TemporaryDirectory(prefix="berth-pack-") as scratch:
             layers = []
             for number, directory in enumerate(directories):
                 layer = await asyncio.to_thread(
-                    pack_directory, Path(directory), Path(scratch) / f"layer-{number}", pack
+                    pack_directory, Path(directory), Path(scratch) / f"layer-{number}", pack,
+                    _pack_reporter(events, str(directory)),
                 )
+                events.pack_done(str(directory), layer.entries, layer.size)
                 layers.append(dataclasses.replace(layer, history=f"berth pack {directory}"))
-            image = BuiltImage.build(spec, layers, base_image)
+            image = BuiltImage.build(spec, layers, base_image, events.warning)
             try:
                 dst = await open_destination(self, destination)
                 try:
@@ -171,3 +189,22 @@ class Client:
             await src.close()
 
 
+
+
+def _pack_reporter(events: Events, directory: str) -> Callable[[int, int], None]:
+    """Packing progress from the packing thread to `events`, on the event loop, at most
+    ten times a second."""
+    import asyncio
+    import time
+
+    loop = asyncio.get_running_loop()
+    last = 0.0
+
+    def report(files: int, done: int) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last >= 0.1:
+            last = now
+            loop.call_soon_threadsafe(events.pack_progress, directory, files, done)
+
+    return report

@@ -10,14 +10,15 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .errors import BerthError, NotFoundError, UsageError
+from .errors import UsageError
 from .events import BlobAction, Events
 from .foreign import distributable_type, foreign_blob
-from .image import ImageDestination, ImageSource
+from .image import ImageDestination, ImageSource, manifest_of
 from .oci import mediatypes as mt
-from .oci.descriptor import Descriptor, Platform
-from .oci.manifest import Manifest, ManifestError, parse_manifest
-from .platforms import PlatformMatcher
+from .oci.descriptor import Descriptor
+from .oci.jsondoc import loads_object
+from .oci.manifest import Manifest
+from .platforms import PlatformMatcher, platform_text, select_image
 from .remote import FetchedManifest, verified
 
 ForeignMode = Literal["keep", "include", "convert"]
@@ -37,10 +38,7 @@ class CopyResult:
     size: int
     blobs: dict[str, BlobAction] = field(default_factory=dict)
     manifests: list[str] = field(default_factory=list)
-
-
-class CopyError(BerthError):
-    pass
+    platform: str | None = None  # the index entry --platform chose, if one was
 
 
 class _Copier:
@@ -52,6 +50,7 @@ class _Copier:
         self.blob_actions: dict[str, BlobAction] = {}
         self.manifests: list[str] = []
         self._in_flight: dict[str, asyncio.Task[BlobAction]] = {}
+        self.platform: str | None = None
 
     async def cancel(self) -> None:
         pending = [t for t in self._in_flight.values() if not t.done()]
@@ -60,31 +59,22 @@ class _Copier:
         await asyncio.gather(*pending, return_exceptions=True)
 
     async def run(self) -> CopyResult:
-        root = await self.src.root()
-        if root.media_type in mt.INDEXES:
-            if self.options.platform is not None:
-                root = await self._select_platform(root)
-            elif not self.dst.accepts_index:
+        if self.options.platform is not None:
+            selected = await select_image(self.src, self.options.platform, self.events)
+            root = selected.fetched
+            if selected.platform is not None:
+                self.platform = platform_text(selected.platform)
+        else:
+            root = await self.src.root()
+            if root.media_type in mt.INDEXES and not self.dst.accepts_index:
                 raise UsageError("the source is a multi-platform index and the destination "
                                  "holds one image: choose one with --platform OS/ARCH[/VARIANT]")
         desc = await self._copy(root, root=True)
         return CopyResult(str(desc.digest), desc.media_type, desc.size, self.blob_actions,
-                          self.manifests)
-
-    async def _select_platform(self, index: FetchedManifest) -> FetchedManifest:
-        assert self.options.platform is not None
-        parsed = _parse(index)
-        choice = self.options.platform.select(parsed.manifests)
-        if choice is None:
-            available = ", ".join(_platform_text(d.platform) for d in parsed.manifests)
-            raise NotFoundError(
-                f"no image for {self.options.platform} in the index (has: {available or 'none'})"
-            )
-        child = await self.src.manifest(choice.digest)
-        return child if child.media_type not in mt.INDEXES else await self._select_platform(child)
+                          self.manifests, self.platform)
 
     async def _copy(self, fetched: FetchedManifest, root: bool) -> Descriptor:
-        manifest = _parse(fetched)
+        manifest = manifest_of(fetched)
         data = fetched.data
         if manifest.is_index:
             children = await asyncio.gather(*(self._child(d) for d in manifest.manifests))
@@ -115,7 +105,7 @@ class _Copier:
         await asyncio.gather(*(self._blob(d) for d in manifest.blobs()))
         if not convert:
             return manifest.data
-        doc = json.loads(manifest.data)
+        doc = loads_object(manifest.data, "manifest")
         for layer in doc.get("layers", []):
             if mt.is_foreign(layer.get("mediaType", "")):
                 layer["mediaType"] = distributable_type(layer["mediaType"])
@@ -133,6 +123,10 @@ class _Copier:
     async def _transfer(self, desc: Descriptor) -> BlobAction:
         foreign = desc.foreign and bool(desc.urls)
         if foreign and self.options.foreign == "keep":
+            if await self.src.holds(desc):
+                self.events.warning(
+                    f"foreign layer {desc.digest.hex[:12]} is in the source but stays a "
+                    "reference (not copied): --include-foreign copies it")
             self.events.blob_done(desc, "foreign")
             return "foreign"
         async with self.semaphore:
@@ -186,26 +180,9 @@ async def copy_image(
     return result
 
 
-def _parse(fetched: FetchedManifest) -> Manifest:
-    try:
-        return parse_manifest(fetched.data, fetched.media_type)
-    except ManifestError as exc:
-        raise CopyError(f"manifest {fetched.digest}: {exc}") from None
-
-
 def _rewrite_index(data: bytes, children: list[Descriptor]) -> bytes:
-    doc = json.loads(data)
+    doc = loads_object(data, "index")
     for entry, child in zip(doc["manifests"], children, strict=True):
         entry["digest"], entry["size"] = str(child.digest), child.size
     return json.dumps(doc, indent=3).encode()
 
-
-def _platform_text(platform: Platform | None) -> str:
-    if platform is None:
-        return "?"
-    text = f"{platform.os}/{platform.architecture}"
-    if platform.variant:
-        text += f"/{platform.variant}"
-    if platform.os_version:
-        text += f" ({platform.os_version})"
-    return text

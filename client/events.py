@@ -6,6 +6,9 @@ from typing import Literal
 
 from .oci.descriptor import Descriptor
 
+# exists: the destination had it; mounted: linked from another repository; uploaded: its
+# bytes moved (pushed, or fetched by a pull); foreign: kept as a reference (not copied);
+# converted: a foreign layer stored as an ordinary one.
 BlobAction = Literal["exists", "mounted", "uploaded", "foreign", "converted"]
 
 
@@ -25,4 +28,14 @@ class Events:
         """A manifest or index was stored (`root`: the one the destination names)."""
 
     def message(self, text: str) -> None:
-        """Something worth telling a person (retries, fallbacks)."""
+        """Something worth telling a person (the platform chosen from an index)."""
+
+    def warning(self, text: str) -> None:
+        """Something that may not be what the person meant (the CLI shows these even
+        with -q)."""
+
+    def pack_progress(self, directory: str, files: int, done: int) -> None:
+        """Packing `directory`: `files` entries and `done` bytes of file content so far."""
+
+    def pack_done(self, directory: str, files: int, size: int) -> None:
+        """`directory` is a layer blob of `size` bytes (`files` entries)."""

@@ -11,10 +11,22 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
+from .errors import BerthError, UsageError
+from .oci import mediatypes as mt
 from .oci.descriptor import Descriptor
 from .oci.digest import Digest
-from .remote import BlobOpener, FetchedManifest, Progress
+from .oci.jsondoc import JSONDocumentError, loads_object
+from .oci.manifest import Manifest, ManifestError, parse_manifest
+from .remote import BlobOpener, FetchedManifest, Progress, verified
+
+CONFIG_LIMIT = 16 * 1024 * 1024  # image configs are read whole; refuse absurd ones
+IMAGE_CONFIGS = (mt.OCI_CONFIG, mt.DOCKER_CONFIG)
+
+
+class ImageError(BerthError):
+    """A manifest or config that is not what it must be (malformed, nested too deeply)."""
 
 
 class ImageSource(abc.ABC):
@@ -39,6 +51,11 @@ class ImageSource(abc.ABC):
     @abc.abstractmethod
     def blob(self, desc: Descriptor, offset: int = 0) -> AsyncIterator[bytes]:
         """A blob's bytes from `offset`; may raise NotFoundError for foreign layers."""
+
+    async def holds(self, desc: Descriptor) -> bool:
+        """Whether the source itself has this blob at hand (a local file or archive member;
+        False when finding out would cost a request)."""
+        return False
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections and files."""
@@ -80,3 +97,27 @@ class ImageDestination(abc.ABC):
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections and files."""
+
+
+def manifest_of(fetched: FetchedManifest) -> Manifest:
+    """The parsed manifest or index; a malformed one is a one-line error."""
+    try:
+        return parse_manifest(fetched.data, fetched.media_type)
+    except ManifestError as exc:
+        raise ImageError(f"manifest {fetched.digest}: {exc}") from None
+
+
+def parse_config(data: bytes, digest: Digest | str) -> dict[str, Any]:
+    """An image config's JSON object; anything else is a one-line error."""
+    try:
+        return loads_object(data, "config")
+    except JSONDocumentError as exc:
+        raise ImageError(f"config {digest}: {exc}") from None
+
+
+async def read_config(source: ImageSource, desc: Descriptor) -> dict[str, Any]:
+    """An image config from its source, digest and size verified."""
+    if desc.size > CONFIG_LIMIT:
+        raise UsageError(f"config {desc.digest} is {desc.size} bytes, too large to read")
+    data = b"".join([chunk async for chunk in verified(desc, source.blob(desc))])
+    return parse_config(data, desc.digest)

@@ -1,4 +1,6 @@
-"""What `berth inspect` shows: an image's manifest, platforms, config and layers."""
+"""What `berth inspect` shows: an image's manifest, platforms, config (the runtime part
+too: entrypoint, command, environment) and layers; with a platform, the index entry the
+selection rule of `client.platforms` chooses."""
 
 from __future__ import annotations
 
@@ -6,11 +8,15 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .oci.manifest import parse_manifest
+from .image import IMAGE_CONFIGS, ImageSource, manifest_of, read_config
+from .platforms import PlatformMatcher, platform_text, select_image
 from .remote import FetchedManifest
 
 if TYPE_CHECKING:
-    from .client import Client
+    from .events import Events
+
+_RUNTIME = (("Entrypoint", "entrypoint"), ("Cmd", "cmd"), ("WorkingDir", "workdir"),
+            ("User", "user"))
 
 
 @dataclass
@@ -22,10 +28,14 @@ class ImageInfo:
     platforms: list[dict[str, Any]] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
     layers: list[dict[str, Any]] = field(default_factory=list)
+    data: bytes = b""  # the manifest's bytes, as served
+    chosen: str | None = None  # the index entry a platform request chose
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"reference": self.reference, "digest": self.digest,
                                "mediaType": self.media_type, "size": self.size}
+        if self.chosen:
+            out["platform"] = self.chosen
         if self.platforms:
             out["platforms"] = self.platforms
         else:
@@ -50,6 +60,20 @@ class ImageInfo:
                      + (f" (os.version {cfg['os.version']})" if cfg.get("os.version") else ""))
         if cfg.get("created"):
             lines.append(f"  created:    {cfg['created']}")
+        found = cfg.get("config")
+        runtime: dict[str, Any] = found if isinstance(found, dict) else {}
+        for key, label in _RUNTIME:
+            if runtime.get(key):
+                value = runtime[key]
+                shown = json.dumps(value) if isinstance(value, list) else str(value)
+                lines.append(f"  {label + ':':<11} {shown}")
+        for key, label in (("Env", "env"), ("Labels", "labels")):
+            value = runtime.get(key)
+            items = (value if isinstance(value, list) else
+                     [f"{k}={v}" for k, v in value.items()] if isinstance(value, dict) else [])
+            if items:
+                lines.append(f"  {label}:")
+                lines.extend(f"    {item}" for item in items)
         total = sum(layer["size"] for layer in self.layers)
         lines.append(f"  layers:     {len(self.layers)}, {total} bytes")
         for layer in self.layers:
@@ -58,29 +82,37 @@ class ImageInfo:
         return "\n".join(lines)
 
 
-async def describe(client: Client, reference: str, fetched: FetchedManifest) -> ImageInfo:
-    manifest = parse_manifest(fetched.data, fetched.media_type)
-    info = ImageInfo(reference, str(fetched.digest), fetched.media_type, len(fetched.data))
+async def describe(source: ImageSource, reference: str,
+                   platform: PlatformMatcher | None = None,
+                   events: Events | None = None) -> ImageInfo:
+    """What `reference` (opened as `source`) is; with `platform`, the image it selects."""
+    if platform is not None:
+        selected = await select_image(source, platform, events)
+        fetched, manifest = selected.fetched, selected.manifest
+        chosen = platform_text(selected.platform) if selected.platform else None
+    else:
+        fetched = await source.root()
+        manifest, chosen = manifest_of(fetched), None
+    info = _info(reference, fetched, chosen)
     if manifest.is_index:
         for desc in manifest.manifests:
             p = desc.platform
-            text = f"{p.os}/{p.architecture}" + (f"/{p.variant}" if p and p.variant else "") \
-                if p else "unknown"
+            text = platform_text(p, version=False) if p else "unknown"
             entry: dict[str, Any] = {"platform": text, "digest": str(desc.digest),
                                      "mediaType": desc.media_type, "size": desc.size}
             if p and p.os_version:
                 entry["os.version"] = p.os_version
             info.platforms.append(entry)
         return info
-    if manifest.config is not None:
-        raw = await client.blob(reference, manifest.config.digest)
-        try:
-            config = json.loads(raw)
-        except ValueError:
-            config = {}
-        info.config = config if isinstance(config, dict) else {}
+    if manifest.config is not None and manifest.config.media_type in IMAGE_CONFIGS:
+        info.config = await read_config(source, manifest.config)
     for layer in manifest.layers:
         info.layers.append({"digest": str(layer.digest), "size": layer.size,
                             "mediaType": layer.media_type, "foreign": layer.foreign,
                             "urls": list(layer.urls)})
     return info
+
+
+def _info(reference: str, fetched: FetchedManifest, chosen: str | None) -> ImageInfo:
+    return ImageInfo(reference, str(fetched.digest), fetched.media_type, len(fetched.data),
+                     data=fetched.data, chosen=chosen)

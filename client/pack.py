@@ -13,7 +13,7 @@ import io
 import os
 import stat
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, BinaryIO, Literal, cast
@@ -30,6 +30,8 @@ Compression = Literal["gzip", "zstd", "none"]
 LayerOS = Literal["linux", "windows"]
 _BUFFER = 1024 * 1024
 GZIP_DEFAULT_LEVEL = 2  # ISA-L's levels are 0-3; 2 compresses about as well as zlib's 6
+# Told the entries written and the bytes of file content read so far, as packing goes.
+PackProgress = Callable[[int, int], None]
 
 MEDIA_TYPES: dict[Compression, str] = {
     "gzip": mt.OCI_LAYER_GZIP, "zstd": mt.OCI_LAYER_ZSTD, "none": mt.OCI_LAYER_TAR,
@@ -161,18 +163,22 @@ class _WindowsTarInfo(tarfile.TarInfo):
         return bytes(buf)
 
 
-def pack_directory(source: Path, output: Path, options: PackOptions) -> PackedLayer:
-    """Write `source` as a layer blob to `output` (blocking: run it in a thread)."""
+def pack_directory(source: Path, output: Path, options: PackOptions,
+                   progress: PackProgress | None = None) -> PackedLayer:
+    """Write `source` as a layer blob to `output` (blocking: run it in a thread);
+    `progress` is called from this thread after every entry and every read."""
     if not source.is_dir():
         raise UsageError(f"{source} is not a directory")
     if options.os == "windows" and options.compression == "zstd":
         raise UsageError("Windows does not read zstd layers: use --compress gzip or none")
     if options.compression == "gzip" and options.level is not None and not 0 <= options.level <= 3:
         raise UsageError("gzip levels are 0 to 3 (ISA-L); the default is 2")
+    if options.compression == "zstd" and options.level is not None and options.level > 22:
+        raise UsageError("zstd levels are 1 to 22 (negative ones: faster); the default is 3")
     with open(output, "wb") as out:
         blob = _HashingWriter(out)
         sink = _TarSink(blob, options.compression, options.level)
-        writer = _LayerWriter(sink, options)
+        writer = _LayerWriter(sink, options, progress)
         entries = writer.write_tree(source)
         sink.finish()
         out.flush()
@@ -184,8 +190,11 @@ def pack_directory(source: Path, output: Path, options: PackOptions) -> PackedLa
 
 
 class _LayerWriter:
-    def __init__(self, sink: _TarSink, options: PackOptions) -> None:
+    def __init__(self, sink: _TarSink, options: PackOptions,
+                 progress: PackProgress | None = None) -> None:
         self.options = options
+        self.progress = progress
+        self.read = 0
         self.windows = options.os == "windows"
         self.tar = tarfile.open(
             fileobj=cast(IO[bytes], sink), mode="w|", format=tarfile.PAX_FORMAT,
@@ -290,17 +299,26 @@ class _LayerWriter:
                 mode, self.options.security_descriptor, target_is_dir)
         if fileobj is not None:
             size_before = info.size
-            self.tar.addfile(info, _Exact(fileobj, size_before, info.name))
+            self.tar.addfile(info, _Exact(fileobj, size_before, info.name, self._read))
         else:
             self.tar.addfile(info)
         self.count += 1
+        if self.progress is not None:
+            self.progress(self.count, self.read)
+
+    def _read(self, size: int) -> None:
+        self.read += size
+        if self.progress is not None:
+            self.progress(self.count, self.read)
 
 
 class _Exact(io.RawIOBase):
     """A file read for exactly the size its header announced (it must not change meanwhile)."""
 
-    def __init__(self, fileobj: BinaryIO, size: int, name: str) -> None:
+    def __init__(self, fileobj: BinaryIO, size: int, name: str,
+                 counted: Callable[[int], None]) -> None:
         self.fileobj, self.remaining, self.name = fileobj, size, name
+        self.counted = counted
 
     def readable(self) -> bool:
         return True
@@ -311,4 +329,5 @@ class _Exact(io.RawIOBase):
         if len(data) < want:
             raise PackError(f"{self.name} shrank while it was being packed")
         self.remaining -= len(data)
+        self.counted(len(data))
         return data

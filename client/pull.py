@@ -8,20 +8,17 @@ Foreign layers are part of the filesystem, so they are fetched too (source, then
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import BerthError, NotFoundError
+from .errors import BerthError
 from .events import Events
 from .foreign import foreign_blob
-from .image import ImageSource
-from .oci import mediatypes as mt
+from .image import IMAGE_CONFIGS, ImageSource, read_config
 from .oci.descriptor import Descriptor
-from .oci.manifest import parse_manifest
-from .platforms import PlatformMatcher
+from .platforms import PlatformMatcher, host_architecture, platform_text, select_image
 from .remote import verified
 from .unpack import LayerStats, UnpackError, apply_layer
 
@@ -32,6 +29,7 @@ class UnpackResult:
     os: str
     layers: int
     stats: LayerStats
+    platform: str | None = None  # the index entry chosen, if the source was an index
 
 
 async def _download(source: ImageSource, desc: Descriptor, path: Path,
@@ -44,28 +42,21 @@ async def _download(source: ImageSource, desc: Descriptor, path: Path,
             await asyncio.to_thread(os.write, fd, chunk)
     finally:
         os.close(fd)
-    events.blob_done(desc, "uploaded" if not desc.foreign else "foreign")
+    events.blob_done(desc, "uploaded")  # fetched, foreign or not: it is part of the tree
 
 
 async def unpack_image(source: ImageSource, target: Path,
                        platform: PlatformMatcher | None = None,
                        events: Events | None = None) -> UnpackResult:
+    """Without `platform`, an index unpacks its linux/<host arch> image; with it, the
+    image must be for that platform (an index entry or a single image)."""
     events = events or Events()
-    fetched = await source.root()
-    manifest = parse_manifest(fetched.data, fetched.media_type)
-    while manifest.is_index:
-        choice = (platform or PlatformMatcher("linux", "amd64")).select(manifest.manifests)
-        if choice is None:
-            raise NotFoundError(f"no image for {platform or 'linux/amd64'} in the index "
-                                "(choose one with --platform)")
-        fetched = await source.manifest(choice.digest)
-        manifest = parse_manifest(fetched.data, fetched.media_type)
-    if manifest.config is None or manifest.config.media_type not in (mt.OCI_CONFIG,
-                                                                      mt.DOCKER_CONFIG):
+    selected = await select_image(source, platform, events,
+                                  index_default=PlatformMatcher("linux", host_architecture()))
+    fetched, manifest = selected.fetched, selected.manifest
+    if manifest.config is None or manifest.config.media_type not in IMAGE_CONFIGS:
         raise BerthError("not a container image (an artifact?): nothing to unpack")
-    config_bytes = b"".join([c async for c in verified(manifest.config,
-                                                        source.blob(manifest.config))])
-    config = json.loads(config_bytes)
+    config = selected.config or await read_config(source, manifest.config)
     windows = config.get("os") == "windows"
     total = LayerStats()
     await asyncio.to_thread(target.mkdir, parents=True, exist_ok=True)
@@ -90,8 +81,9 @@ async def unpack_image(source: ImageSource, target: Path,
                 if not task.done():
                     task.cancel()
             await asyncio.gather(*downloads, return_exceptions=True)
-    return UnpackResult(str(fetched.digest), config.get("os", "?"), len(manifest.layers),
-                        total)
+    chosen = platform_text(selected.platform) if selected.platform else None
+    return UnpackResult(str(fetched.digest), str(config.get("os", "?")), len(manifest.layers),
+                        total, chosen)
 
 
 def _apply(path: Path, target: Path, media_type: str, windows: bool) -> LayerStats:

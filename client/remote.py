@@ -16,12 +16,21 @@ from urllib.parse import parse_qs, urlsplit
 import aiohttp
 from yarl import URL
 
-from .errors import AuthError, DigestMismatch, NetworkError, NotFoundError, RegistryError
+from .errors import (
+    AuthError,
+    BerthError,
+    DigestMismatch,
+    NetworkError,
+    NotFoundError,
+    RegistryError,
+)
 from .oci import mediatypes as mt
 from .oci import scope
-from .oci.descriptor import Descriptor
+from .oci.descriptor import Descriptor, DescriptorError
 from .oci.digest import Digest, DigestError, new_hasher
+from .oci.jsondoc import JSONDocumentError, loads_object
 from .oci.manifest import declared_media_type
+from .oci.reference import display
 from .session import RegistrySession
 
 log = logging.getLogger(__name__)
@@ -67,7 +76,11 @@ class RemoteRepository:
         return [scope.repository(self.name, "pull", "push")]
 
     def __str__(self) -> str:
-        return f"{self.session.host}/{self.name}"
+        return display(self.session.host, self.name)
+
+    def at(self, reference: str) -> str:
+        """A manifest of this repository, printed: `host/name:tag` or `host/name@digest`."""
+        return display(self.session.host, self.name, reference)
 
     # -- manifests ----------------------------------------------------------------
 
@@ -79,7 +92,7 @@ class RemoteRepository:
             )
         except RegistryError as exc:
             if exc.status == 404:
-                raise NotFoundError(f"{self}:{reference}: manifest not found") from None
+                raise NotFoundError(f"{self.at(reference)}: manifest not found") from None
             raise
 
     async def get_manifest(self, reference: str) -> FetchedManifest:
@@ -93,7 +106,7 @@ class RemoteRepository:
         actual = Digest.from_bytes(data, expected.algorithm if expected else "sha256")
         if expected is not None and actual != expected:
             raise DigestMismatch(
-                f"{self}:{reference}: manifest digest is {actual}, expected {expected}"
+                f"{self.at(reference)}: manifest digest is {actual}, expected {expected}"
             )
         media_type = content_type if content_type in mt.MANIFESTS else declared_media_type(data)
         return FetchedManifest(data, media_type, actual)
@@ -141,7 +154,7 @@ class RemoteRepository:
             )
         except RegistryError as exc:
             if exc.status == 404:
-                raise NotFoundError(f"{self}:{reference}: manifest not found") from None
+                raise NotFoundError(f"{self.at(reference)}: manifest not found") from None
             raise
         response.release()
 
@@ -310,8 +323,8 @@ class RemoteRepository:
                     raise NotFoundError(f"{self}: repository not found") from None
                 raise
             async with response:
-                body = await response.json(content_type=None)
-                found += (body or {}).get("tags") or []
+                body = await json_body(response, "tag list")
+                found += _strings(body, "tags", response)
                 path = _next_link(response)
                 params = None
         return found
@@ -324,8 +337,14 @@ class RemoteRepository:
             "GET", f"/v2/{self.name}/referrers/{subject}", scopes=self.pull, params=params,
         )
         async with response:
-            body = await response.json(content_type=None)
-        return [Descriptor.from_json(m) for m in (body or {}).get("manifests", [])]
+            body = await json_body(response, "referrers index")
+        manifests = body.get("manifests") or []
+        try:
+            if not isinstance(manifests, list):
+                raise DescriptorError("'manifests' must be a list")
+            return [Descriptor.from_json(m, f"manifests[{i}]") for i, m in enumerate(manifests)]
+        except DescriptorError as exc:
+            raise BerthError(f"{response.url}: referrers index: {exc}") from None
 
 
 async def catalog(session: RegistrySession, page_size: int | None = None) -> list[str]:
@@ -336,8 +355,8 @@ async def catalog(session: RegistrySession, page_size: int | None = None) -> lis
         response = await session.request("GET", path, scopes=[scope.CATALOG],
                                          params=params)
         async with response:
-            body = await response.json(content_type=None)
-            found += (body or {}).get("repositories") or []
+            body = await json_body(response, "catalog")
+            found += _strings(body, "repositories", response)
             path = _next_link(response)
             params = None
     return found
@@ -389,6 +408,22 @@ class _Slicer:
 
     async def close(self) -> None:
         await self.stream.aclose()  # type: ignore[attr-defined]
+
+
+async def json_body(response: aiohttp.ClientResponse, what: str) -> dict[str, Any]:
+    """A response's JSON object; anything else (malformed, nested too deeply) is a one-line
+    error naming the URL."""
+    try:
+        return loads_object(await response.read(), what)
+    except JSONDocumentError as exc:
+        raise BerthError(f"{response.url}: {what}: {exc}") from None
+
+
+def _strings(body: dict[str, Any], key: str, response: aiohttp.ClientResponse) -> list[str]:
+    value = body.get(key) or []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise BerthError(f"{response.url}: '{key}' is not a list of strings")
+    return value
 
 
 def _reference_digest(reference: str) -> Digest | None:

@@ -5,13 +5,17 @@ request with the credentials its scope needs: HTTP Basic, or a bearer token fetc
 the realm (Docker registry token specification), cached until it expires. A request with
 a replayable body is retried on connection errors, 429 and 5xx, honouring `Retry-After`.
 Redirects are followed by hand so that credentials never reach another host.
+
+Loopback hosts without an explicit scheme are treated as Docker treats insecure
+registries: HTTPS (unverified) first, plain HTTP when TLS is not spoken there. The answer
+is remembered per host for the life of the process, so the probe happens once at most.
+With `--debug`, every request and its status is logged (`client.session`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
-import json
 import logging
 import random
 import ssl
@@ -26,6 +30,7 @@ import aiohttp
 
 from .auth import Challenge, Credentials, parse_challenges
 from .errors import AuthError, NetworkError, RegistryError
+from .oci.jsondoc import JSONDocumentError, loads
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +38,10 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 USER_AGENT = "berth/0.1"
 
 Body = bytes | AsyncIterable[bytes] | None
+
+# What the TLS probe of a loopback host found ("https" or "http"), for this process: every
+# session (and every Client) to the host after the first one skips the probe.
+_probed_schemes: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
@@ -95,9 +104,11 @@ class RegistrySession:
             self.credentials = credentials
         self.options = options or TransportOptions()
         # Loopback registries are treated as Docker treats insecure ones: HTTPS without
-        # verification first, plain HTTP when TLS is not spoken there.
+        # verification first, plain HTTP when TLS is not spoken there (remembered per host).
         self._probe = self.options.plain_http is None and is_loopback(host)
         self.scheme = "http" if self.options.plain_http else "https"
+        if self._probe and host in _probed_schemes:
+            self.scheme = _probed_schemes[host]
         self._http = http
         self._own_http = http is None
         self._closed = False
@@ -152,8 +163,9 @@ class RegistrySession:
         async with self._lock:
             if self._challenge_known:
                 return
-            if self._probe:
+            if self._probe and self.host not in _probed_schemes:
                 await self._probe_scheme()
+                _probed_schemes[self.host] = self.scheme
             response = await self._send_retrying("GET", f"{self.base_url}/v2/")
             async with response:
                 if response.status == 401:
@@ -171,10 +183,11 @@ class RegistrySession:
             response = await self.http.get(f"https://{self.host}/v2/", allow_redirects=False,
                                            timeout=aiohttp.ClientTimeout(total=10))
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            log.debug("%s: no TLS (%s), using plain HTTP", self.host, exc)
+            log.debug("%s: no TLS (%s), using plain HTTP for this process", self.host, exc)
             self.scheme = "http"
         else:
             response.release()
+            log.debug("%s: TLS answered (HTTP %d), using HTTPS", self.host, response.status)
             self.scheme = "https"
 
     @staticmethod
@@ -225,6 +238,7 @@ class RegistrySession:
                         "client_id": "berth", "scope": " ".join(scopes)}
                 if service:
                     form["service"] = service
+                log.debug("POST %s (refresh token, scope %s)", realm, form["scope"])
                 response = await self.http.post(realm, data=form, allow_redirects=True)
             else:
                 params: list[tuple[str, str]] = [("scope", s) for s in scopes]
@@ -232,6 +246,7 @@ class RegistrySession:
                     params.append(("service", service))
                 headers = {"Authorization": creds.basic()} if creds and creds.username else {}
                 response = await self.http.get(realm, params=params, headers=headers)
+                log.debug("GET %s: HTTP %d", response.url, response.status)
             async with response:
                 if response.status in (401, 403):
                     raise AuthError(
@@ -240,9 +255,11 @@ class RegistrySession:
                     )
                 if response.status != 200:
                     raise AuthError(f"token server {realm} answered HTTP {response.status}")
-                body = await response.json(content_type=None)
+                body = loads(await response.read())
         except aiohttp.ClientError as exc:
             raise NetworkError(f"cannot reach token server {realm}: {exc}") from None
+        except JSONDocumentError as exc:
+            raise AuthError(f"token server {realm} answered with {exc}") from None
         token = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
             raise AuthError(f"token server {realm} returned no token")
@@ -256,7 +273,7 @@ class RegistrySession:
         params: Any,
     ) -> aiohttp.ClientResponse:
         try:
-            return await self.http.request(
+            response = await self.http.request(
                 method, url, headers=headers, data=data, params=params, allow_redirects=False
             )
         except aiohttp.ClientSSLError as exc:
@@ -267,6 +284,11 @@ class RegistrySession:
                 return await self._send(method, url.replace("https://", "http://", 1),
                                         headers, data, params)
             raise NetworkError(f"TLS error talking to {self.host}: {exc}") from None
+        except (TimeoutError, aiohttp.ClientConnectionError) as exc:
+            log.debug("%s %s: %s", method, url, exc or type(exc).__name__)
+            raise
+        log.debug("%s %s: HTTP %d", method, response.url, response.status)
+        return response
 
     async def _send_retrying(self, method: str, url: str) -> aiohttp.ClientResponse:
         """A body-less request, retried on connection errors, 429 and 5xx."""
@@ -345,8 +367,12 @@ class RegistrySession:
                 denied = status == 403 or bool(
                     challenge and challenge.params.get("error") == "insufficient_scope")
                 message = _auth_message(self.host, denied, method, url, body)
-                if self.credentials is None and not denied:
-                    message += ": log in first (berth login)"
+                if self.credentials is None:
+                    # anonymous: whether the registry says "log in" or "not allowed", logging
+                    # in is what may change its answer
+                    message += f"; you are anonymous: log in first (berth login {self.host})"
+                elif denied and self.credentials.username:
+                    message += f" (as {self.credentials.username})"
                 raise AuthError(message)
             raise RegistryError(status, method, url, body)
 
@@ -359,6 +385,8 @@ class RegistrySession:
                 response = await self.http.request(method, url, allow_redirects=False)
             except (TimeoutError, aiohttp.ClientConnectionError) as exc:
                 raise NetworkError(f"{method} {url}: {exc or type(exc).__name__}") from None
+            log.debug("%s %s (redirected, no credentials): HTTP %d", method, response.url,
+                      response.status)
             if response.status in (301, 302, 303, 307, 308) and "Location" in response.headers:
                 url = urljoin(url, response.headers["Location"])
                 response.release()
@@ -380,8 +408,8 @@ class RegistrySession:
 async def _json_or_none(response: aiohttp.ClientResponse) -> Any:
     try:
         data = await response.content.read(1 << 20)
-        return json.loads(data) if data else None
-    except (ValueError, aiohttp.ClientError):
+        return loads(data) if data else None
+    except (JSONDocumentError, aiohttp.ClientError):
         return None
 
 

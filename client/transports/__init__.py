@@ -1,4 +1,5 @@
-"""Image locations by name: `docker://REF` or a bare `REF` (a registry), `oci:PATH[:TAG]`
+"""Image locations by name: a registry reference (`REF`, `docker://REF`, `http(s)://REF`:
+see `client.oci.reference`), `oci:PATH[:TAG]`
 (an OCI image layout directory), `docker-archive:FILE[:NAME:TAG]` (a `docker save` tarball;
 the file name ends at the first ':')."""
 
@@ -8,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import UsageError
 from ..image import ImageDestination, ImageSource
-from ..oci.reference import Reference, ReferenceError
+from ..oci.reference import Reference, ReferenceError, Registry
 
 if TYPE_CHECKING:
     from ..client import Client
@@ -31,8 +32,17 @@ def split_path_tag(spec: str) -> tuple[str, str | None]:
 
 
 def parse_reference(text: str) -> Reference:
+    """An image reference (`docker://`, `http(s)://` or none; tag and/or digest)."""
     try:
         return Reference.parse(text)
+    except ReferenceError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def parse_registry(text: str) -> Registry:
+    """A registry host: HOST[:PORT], http(s)://HOST[:PORT] or docker://HOST[:PORT]."""
+    try:
+        return Registry.parse(text)
     except ReferenceError as exc:
         raise UsageError(str(exc)) from None
 
@@ -47,7 +57,7 @@ async def open_source(client: Client, spec: str) -> ImageSource:
     if spec.startswith("oci:"):
         path, tag = split_path_tag(spec[4:])
         return await LayoutSource.open(path, tag)
-    ref = parse_reference(spec.removeprefix("docker://"))
+    ref = parse_reference(spec)
     return RegistrySource(client, ref)
 
 
@@ -61,5 +71,5 @@ async def open_destination(client: Client, spec: str) -> ImageDestination:
     if spec.startswith("oci:"):
         path, tag = split_path_tag(spec[4:])
         return await LayoutDestination.open(path, tag)
-    ref = parse_reference(spec.removeprefix("docker://"))
+    ref = parse_reference(spec)
     return RegistryDestination(client, ref)

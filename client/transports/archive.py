@@ -45,6 +45,7 @@ from ..image import ImageDestination, ImageSource
 from ..oci import mediatypes as mt
 from ..oci.descriptor import Descriptor, DescriptorError
 from ..oci.digest import Digest, DigestError, new_hasher
+from ..oci.jsondoc import JSONDocumentError, loads
 from ..oci.manifest import ManifestError, parse_manifest
 from ..oci.reference import Reference, ReferenceError
 from ..remote import BlobOpener, FetchedManifest, Progress
@@ -218,9 +219,9 @@ class _Archive:
 
 def _json(data: bytes, where: str) -> Any:
     try:
-        return json.loads(data)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise BerthError(f"{where}: not valid JSON ({exc})") from None
+        return loads(data)
+    except JSONDocumentError as exc:
+        raise BerthError(f"{where}: {exc}") from None
 
 
 def _items(data: bytes, path: Path) -> list[_Item]:
@@ -401,6 +402,10 @@ class ArchiveSource(ImageSource):
                 yield chunk
         finally:
             await asyncio.to_thread(fobj.close)
+
+    async def holds(self, desc: Descriptor) -> bool:
+        await self.root()
+        return desc.digest in self._layers or await self._foreign_member(desc) is not None
 
     async def _foreign_member(self, desc: Descriptor) -> _Member | None:
         """A foreign layer's file, when it holds exactly the foreign blob (go-containerregistry

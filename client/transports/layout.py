@@ -16,6 +16,7 @@ from ..image import ImageDestination, ImageSource
 from ..oci import mediatypes as mt
 from ..oci.descriptor import Descriptor, DescriptorError
 from ..oci.digest import Digest
+from ..oci.jsondoc import JSONDocumentError, loads_object
 from ..oci.manifest import declared_media_type
 from ..remote import BlobOpener, FetchedManifest, Progress
 
@@ -29,12 +30,15 @@ def _blob_path(root: Path, digest: Digest) -> Path:
 
 def _read_index(root: Path) -> dict[str, Any]:
     try:
-        index = json.loads((root / "index.json").read_text())
+        index = loads_object((root / "index.json").read_bytes(), "image index")
     except FileNotFoundError:
         raise NotFoundError(f"{root}: not an OCI image layout (no index.json)") from None
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
+        raise BerthError(f"{root}/index.json: {exc.strerror or exc}") from None
+    except JSONDocumentError as exc:
         raise BerthError(f"{root}/index.json: {exc}") from None
-    if not isinstance(index, dict) or not isinstance(index.get("manifests"), list):
+    manifests = index.get("manifests")
+    if not isinstance(manifests, list) or not all(isinstance(m, dict) for m in manifests):
         raise BerthError(f"{root}/index.json: not an image index")
     return index
 
@@ -80,6 +84,13 @@ class LayoutSource(ImageSource):
     async def manifest(self, digest: Digest) -> FetchedManifest:
         fetched = await self._read(digest, "")
         return FetchedManifest(fetched.data, declared_media_type(fetched.data), digest)
+
+    async def holds(self, desc: Descriptor) -> bool:
+        path = _blob_path(self.path, desc.digest)
+        try:
+            return (await asyncio.to_thread(path.stat)).st_size == desc.size
+        except FileNotFoundError:
+            return False
 
     async def blob(self, desc: Descriptor, offset: int = 0) -> AsyncIterator[bytes]:
         path = _blob_path(self.path, desc.digest)
