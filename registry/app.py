@@ -43,17 +43,30 @@ def build_app(
     manifests.routes(app)
     tags.routes(app)
     referrers.routes(app)
-    app.on_startup.append(_start_fresh)
+    app.cleanup_ctx.append(_catalog_index)
     app.cleanup_ctx.append(_upload_purging)
     app.on_cleanup.append(_close_registry)
     return app
 
 
-async def _start_fresh(app: web.Application) -> None:
-    try:
-        await app[REGISTRY].repositories.start_fresh()
-    except StorageError as exc:  # the catalog will index the root when first asked
-        log.warning("could not check the storage at start: %s", exc)
+async def _catalog_index(app: web.Application) -> AsyncIterator[None]:
+    """Make the catalog index whole in the background (a root written without it is
+    walked once); `_catalog` is answered from the tree meanwhile."""
+
+    async def prepare() -> None:
+        try:
+            indexed = await app[REGISTRY].repositories.prepare()
+        except StorageError as exc:  # answered from the tree until a restart succeeds
+            log.warning("could not index the catalog at start: %s", exc)
+            return
+        if indexed is not None:
+            log.info("catalog index built: %d repositories", indexed)
+
+    task = asyncio.create_task(prepare())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _close_registry(app: web.Application) -> None:
