@@ -16,6 +16,7 @@ from aiohttp.typedefs import Middleware
 from . import auth
 from .api import blobs, catalog, manifests, referrers, tags, uploads
 from .api.common import CONFIG, REGISTRY, Handler
+from .api.framing import SpecRunner
 from .api.middleware import spec_errors
 from .config import Config, ConfigError, TLSSettings, split_address
 from .storage import Registry, open_registry
@@ -180,7 +181,7 @@ async def _run(config: Config) -> None:
     in_flight = InFlight()
     app = build_app(config, middlewares=[in_flight.middleware])
     access_log = None if config.log.accesslog.disabled else logging.getLogger("registry.access")
-    runner = web.AppRunner(app, access_log=access_log, shutdown_timeout=5.0)
+    runner = SpecRunner(app, access_log=access_log, shutdown_timeout=5.0)
     await runner.setup()
     try:
         tls = tls_context(config.http.tls) if config.http.tls else None
