@@ -181,7 +181,9 @@ async def _run(config: Config) -> None:
     in_flight = InFlight()
     app = build_app(config, middlewares=[in_flight.middleware])
     access_log = None if config.log.accesslog.disabled else logging.getLogger("registry.access")
-    runner = SpecRunner(app, access_log=access_log, shutdown_timeout=5.0)
+    runner = SpecRunner(app, access_log=access_log, shutdown_timeout=5.0,
+                        head_timeout=config.http.readheadertimeout,
+                        keepalive_timeout=config.http.idletimeout)
     await runner.setup()
     try:
         tls = tls_context(config.http.tls) if config.http.tls else None

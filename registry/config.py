@@ -37,6 +37,7 @@ IGNORED_SECTIONS = {
     ("storage", "maintenance", "readonly"),
 }
 
+_SECONDS = re.compile(r"\d+(?:\.\d+)?")  # a plain number: seconds
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -54,11 +55,14 @@ def read_file(path: Path, error: type[ConfigError] = ConfigError) -> str:
 
 
 def parse_duration(value: Any) -> float:
-    """Seconds from a number or a Go-style duration string (`168h`, `1h30m`, `10s`)."""
+    """Seconds from a number, a string of one (`60`), or a Go-style duration string
+    (`168h`, `1h30m`, `10s`)."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     if isinstance(value, str):
         text = value.strip()
+        if _SECONDS.fullmatch(text):
+            return float(text)
         if _DURATION.sub("", text) == "" and text:
             return sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION.findall(text))
     raise ValueError(f"not a duration: {value!r} (use e.g. '30s', '10m', '168h')")
@@ -158,6 +162,13 @@ class TLSSettings(Section):
 class HTTPSettings(Section):
     addr: str = "127.0.0.1:5000"
     draintimeout: float = 30.0
+    # Slow clients (Berth's keys; distribution sets none): request headers must arrive
+    # whole within `readheadertimeout` of the connection opening or of their first byte;
+    # a request body may pause at most `bodytimeout`; an idle keep-alive connection is
+    # closed after `idletimeout`.
+    readheadertimeout: float = 20.0
+    bodytimeout: float = 60.0
+    idletimeout: float = 75.0
     tls: TLSSettings | None = None
     # Plain HTTP on a non-loopback address while auth is on sends passwords and tokens in
     # clear: refused unless set (e.g. behind a proxy that terminates TLS).
@@ -169,7 +180,15 @@ class HTTPSettings(Section):
     host: Any = None
     http2: Any = None
 
-    _durations = field_validator("draintimeout", mode="before")(parse_duration)
+    _durations = field_validator("draintimeout", "readheadertimeout", "bodytimeout",
+                                 "idletimeout", mode="before")(parse_duration)
+
+    @field_validator("readheadertimeout", "bodytimeout", "idletimeout")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be a positive duration")
+        return value
 
     @field_validator("addr")
     @classmethod

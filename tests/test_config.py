@@ -114,7 +114,9 @@ def test_durations() -> None:
     assert parse_duration("1h30m10s") == 5410
     assert parse_duration("250ms") == 0.25
     assert parse_duration(12) == 12
-    for bad in ("", "10", "1d", "h"):
+    assert parse_duration("60") == 60  # plain seconds, as the docs say (`gc --grace 60`)
+    assert parse_duration(" 2.5 ") == 2.5
+    for bad in ("", "1d", "h", "10 s", "-5", "1e3"):
         with pytest.raises(ValueError):
             parse_duration(bad)
 

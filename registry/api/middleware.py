@@ -41,12 +41,15 @@ _storage_full = OncePerMinute("storage is full: writes are refused with 503")
 
 
 def error_response(exc: errors.RegistryError) -> web.Response:
-    return web.Response(
+    response = web.Response(
         status=exc.status,
         body=json.dumps(exc.body()).encode(),
         content_type="application/json",
         headers={**exc.headers, **API_VERSION},
     )
+    if exc.closes_connection:
+        response.force_close()
+    return response
 
 
 def _from_http(exc: HTTPException) -> errors.RegistryError:
