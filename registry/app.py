@@ -15,6 +15,7 @@ from aiohttp.typedefs import Middleware
 
 from . import auth
 from .api import blobs, catalog, manifests, referrers, tags, uploads
+from .api.accesslog import AccessLogger
 from .api.common import CONFIG, REGISTRY, Handler
 from .api.framing import SpecRunner
 from .api.middleware import spec_errors
@@ -141,6 +142,11 @@ class InFlight:
             response = await handler(request)
             if self.draining:
                 response.force_close()
+            # Sent here, inside the count: a blob's body (sendfile) goes out in `prepare`,
+            # and shutdown must wait for it. A client gone meanwhile is aiohttp's to
+            # notice again as it finishes the response (and to log).
+            with contextlib.suppress(ConnectionError):
+                await response.prepare(request)
             return response
         finally:
             self.count -= 1
@@ -181,7 +187,8 @@ async def _run(config: Config) -> None:
     in_flight = InFlight()
     app = build_app(config, middlewares=[in_flight.middleware])
     access_log = None if config.log.accesslog.disabled else logging.getLogger("registry.access")
-    runner = SpecRunner(app, access_log=access_log, shutdown_timeout=5.0,
+    runner = SpecRunner(app, access_log=access_log, access_log_class=AccessLogger,
+                        shutdown_timeout=5.0,
                         head_timeout=config.http.readheadertimeout,
                         keepalive_timeout=config.http.idletimeout)
     await runner.setup()

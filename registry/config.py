@@ -359,8 +359,9 @@ def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
     tree[path[-1]] = value
 
 
-def _env_overrides(environ: Mapping[str, str]) -> list[tuple[list[str], Any]]:
-    """`BERTH_STORAGE__DELETE__ENABLED=false` → (['storage','delete','enabled'], False)."""
+def _env_overrides(environ: Mapping[str, str]) -> list[tuple[str, list[str], Any]]:
+    """`BERTH_STORAGE__DELETE__ENABLED=false` →
+    ('BERTH_STORAGE__DELETE__ENABLED', ['storage','delete','enabled'], False)."""
     out = []
     for name, raw in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX) or "__" not in name:
@@ -372,18 +373,26 @@ def _env_overrides(environ: Mapping[str, str]) -> list[tuple[list[str], Any]]:
             value = yaml.safe_load(raw) if raw else ""
         except yaml.YAMLError:
             value = raw
-        out.append((path, value))
+        out.append((name, path, value))
     return out
 
 
-def _format_error(exc: ValidationError) -> str:
+def _format_error(exc: ValidationError, where: str,
+                  origins: Mapping[tuple[str, ...], str]) -> str:
+    """`<where the value came from>: <key>: <what is wrong>`: the file, the environment
+    variable or the flag that set the failing key (or one above it)."""
     errors = exc.errors()
     first = errors[0]
-    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    loc = tuple(str(p) for p in first["loc"])
+    for depth in range(len(loc), 0, -1):
+        if loc[:depth] in origins:
+            where = origins[loc[:depth]]
+            break
+    key = ".".join(loc) or "(top level)"
     message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
     message = message.removeprefix("Value error, ")
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return f"{key}: {message}{more}"
+    return f"{where}: {key}: {message}{more}"
 
 
 def load_config(
@@ -407,15 +416,18 @@ def load_config(
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{path}: the top level must be a mapping")
         tree = loaded or {}
-    for key_path, value in _env_overrides(os.environ if environ is None else environ):
+    origins: dict[tuple[str, ...], str] = {}
+    for name, key_path, value in _env_overrides(os.environ if environ is None else environ):
         _set_path(tree, key_path, value)
+        origins[tuple(key_path)] = name
     for dotted, value in (overrides or {}).items():
         if value is not None:
             _set_path(tree, dotted.split("."), value)
+            origins[tuple(dotted.split("."))] = f"the command line ({dotted})"
     try:
         config = Config.model_validate(tree)
     except ValidationError as exc:
-        raise ConfigError(f"{where}: {_format_error(exc)}") from None
+        raise ConfigError(_format_error(exc, where, origins)) from None
     _warn_ignored(tree)
     return config
 

@@ -74,6 +74,11 @@ def walk_keys(relative_keys: Iterable[list[str]], prune: Callable[[str], bool]) 
 class StorageDriver(abc.ABC):
     name: str
 
+    @property
+    def location(self) -> str:
+        """Where the data lives, for messages (a directory, a bucket and prefix)."""
+        return self.name
+
     @abc.abstractmethod
     async def get(self, path: str) -> bytes:
         """The whole content of a small object (links, manifests)."""

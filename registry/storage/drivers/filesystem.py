@@ -102,6 +102,10 @@ class FilesystemDriver(StorageDriver):
         self.fsync = fsync
         self._pool = ThreadPoolExecutor(max_threads, thread_name_prefix="berth-fs")
 
+    @property
+    def location(self) -> str:
+        return str(self.root)
+
     def _path(self, key: str) -> Path:
         parts = key.strip("/").split("/")
         if any(p in ("", ".", "..") for p in parts):

@@ -145,6 +145,10 @@ class S3Driver(StorageDriver):
         )
         self._pool = ThreadPoolExecutor(max_threads, thread_name_prefix="berth-s3")
 
+    @property
+    def location(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
     # -- plumbing -----------------------------------------------------------------
 
     def _key(self, path: str) -> str:
