@@ -15,7 +15,9 @@ from aiohttp.typedefs import Middleware
 
 from . import auth
 from .api import blobs, catalog, manifests, referrers, tags, uploads
+from .api.accesslog import AccessLogger
 from .api.common import CONFIG, REGISTRY, Handler
+from .api.framing import SpecRunner
 from .api.middleware import spec_errors
 from .config import Config, ConfigError, TLSSettings, split_address
 from .storage import Registry, open_registry
@@ -43,17 +45,30 @@ def build_app(
     manifests.routes(app)
     tags.routes(app)
     referrers.routes(app)
-    app.on_startup.append(_start_fresh)
+    app.cleanup_ctx.append(_catalog_index)
     app.cleanup_ctx.append(_upload_purging)
     app.on_cleanup.append(_close_registry)
     return app
 
 
-async def _start_fresh(app: web.Application) -> None:
-    try:
-        await app[REGISTRY].repositories.start_fresh()
-    except StorageError as exc:  # the catalog will index the root when first asked
-        log.warning("could not check the storage at start: %s", exc)
+async def _catalog_index(app: web.Application) -> AsyncIterator[None]:
+    """Make the catalog index whole in the background (a root written without it is
+    walked once); `_catalog` is answered from the tree meanwhile."""
+
+    async def prepare() -> None:
+        try:
+            indexed = await app[REGISTRY].repositories.prepare()
+        except StorageError as exc:  # answered from the tree until a restart succeeds
+            log.warning("could not index the catalog at start: %s", exc)
+            return
+        if indexed is not None:
+            log.info("catalog index built: %d repositories", indexed)
+
+    task = asyncio.create_task(prepare())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _close_registry(app: web.Application) -> None:
@@ -127,6 +142,11 @@ class InFlight:
             response = await handler(request)
             if self.draining:
                 response.force_close()
+            # Sent here, inside the count: a blob's body (sendfile) goes out in `prepare`,
+            # and shutdown must wait for it. A client gone meanwhile is aiohttp's to
+            # notice again as it finishes the response (and to log).
+            with contextlib.suppress(ConnectionError):
+                await response.prepare(request)
             return response
         finally:
             self.count -= 1
@@ -167,7 +187,10 @@ async def _run(config: Config) -> None:
     in_flight = InFlight()
     app = build_app(config, middlewares=[in_flight.middleware])
     access_log = None if config.log.accesslog.disabled else logging.getLogger("registry.access")
-    runner = web.AppRunner(app, access_log=access_log, shutdown_timeout=5.0)
+    runner = SpecRunner(app, access_log=access_log, access_log_class=AccessLogger,
+                        shutdown_timeout=5.0,
+                        head_timeout=config.http.readheadertimeout,
+                        keepalive_timeout=config.http.idletimeout)
     await runner.setup()
     try:
         tls = tls_context(config.http.tls) if config.http.tls else None

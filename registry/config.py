@@ -37,6 +37,7 @@ IGNORED_SECTIONS = {
     ("storage", "maintenance", "readonly"),
 }
 
+_SECONDS = re.compile(r"\d+(?:\.\d+)?")  # a plain number: seconds
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -54,11 +55,14 @@ def read_file(path: Path, error: type[ConfigError] = ConfigError) -> str:
 
 
 def parse_duration(value: Any) -> float:
-    """Seconds from a number or a Go-style duration string (`168h`, `1h30m`, `10s`)."""
+    """Seconds from a number, a string of one (`60`), or a Go-style duration string
+    (`168h`, `1h30m`, `10s`)."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     if isinstance(value, str):
         text = value.strip()
+        if _SECONDS.fullmatch(text):
+            return float(text)
         if _DURATION.sub("", text) == "" and text:
             return sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION.findall(text))
     raise ValueError(f"not a duration: {value!r} (use e.g. '30s', '10m', '168h')")
@@ -158,6 +162,13 @@ class TLSSettings(Section):
 class HTTPSettings(Section):
     addr: str = "127.0.0.1:5000"
     draintimeout: float = 30.0
+    # Slow clients (Berth's keys; distribution sets none): request headers must arrive
+    # whole within `readheadertimeout` of the connection opening or of their first byte;
+    # a request body may pause at most `bodytimeout`; an idle keep-alive connection is
+    # closed after `idletimeout`.
+    readheadertimeout: float = 20.0
+    bodytimeout: float = 60.0
+    idletimeout: float = 75.0
     tls: TLSSettings | None = None
     # Plain HTTP on a non-loopback address while auth is on sends passwords and tokens in
     # clear: refused unless set (e.g. behind a proxy that terminates TLS).
@@ -169,7 +180,15 @@ class HTTPSettings(Section):
     host: Any = None
     http2: Any = None
 
-    _durations = field_validator("draintimeout", mode="before")(parse_duration)
+    _durations = field_validator("draintimeout", "readheadertimeout", "bodytimeout",
+                                 "idletimeout", mode="before")(parse_duration)
+
+    @field_validator("readheadertimeout", "bodytimeout", "idletimeout")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be a positive duration")
+        return value
 
     @field_validator("addr")
     @classmethod
@@ -340,8 +359,9 @@ def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
     tree[path[-1]] = value
 
 
-def _env_overrides(environ: Mapping[str, str]) -> list[tuple[list[str], Any]]:
-    """`BERTH_STORAGE__DELETE__ENABLED=false` → (['storage','delete','enabled'], False)."""
+def _env_overrides(environ: Mapping[str, str]) -> list[tuple[str, list[str], Any]]:
+    """`BERTH_STORAGE__DELETE__ENABLED=false` →
+    ('BERTH_STORAGE__DELETE__ENABLED', ['storage','delete','enabled'], False)."""
     out = []
     for name, raw in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX) or "__" not in name:
@@ -353,18 +373,26 @@ def _env_overrides(environ: Mapping[str, str]) -> list[tuple[list[str], Any]]:
             value = yaml.safe_load(raw) if raw else ""
         except yaml.YAMLError:
             value = raw
-        out.append((path, value))
+        out.append((name, path, value))
     return out
 
 
-def _format_error(exc: ValidationError) -> str:
+def _format_error(exc: ValidationError, where: str,
+                  origins: Mapping[tuple[str, ...], str]) -> str:
+    """`<where the value came from>: <key>: <what is wrong>`: the file, the environment
+    variable or the flag that set the failing key (or one above it)."""
     errors = exc.errors()
     first = errors[0]
-    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    loc = tuple(str(p) for p in first["loc"])
+    for depth in range(len(loc), 0, -1):
+        if loc[:depth] in origins:
+            where = origins[loc[:depth]]
+            break
+    key = ".".join(loc) or "(top level)"
     message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
     message = message.removeprefix("Value error, ")
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return f"{key}: {message}{more}"
+    return f"{where}: {key}: {message}{more}"
 
 
 def load_config(
@@ -388,15 +416,18 @@ def load_config(
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{path}: the top level must be a mapping")
         tree = loaded or {}
-    for key_path, value in _env_overrides(os.environ if environ is None else environ):
+    origins: dict[tuple[str, ...], str] = {}
+    for name, key_path, value in _env_overrides(os.environ if environ is None else environ):
         _set_path(tree, key_path, value)
+        origins[tuple(key_path)] = name
     for dotted, value in (overrides or {}).items():
         if value is not None:
             _set_path(tree, dotted.split("."), value)
+            origins[tuple(dotted.split("."))] = f"the command line ({dotted})"
     try:
         config = Config.model_validate(tree)
     except ValidationError as exc:
-        raise ConfigError(f"{where}: {_format_error(exc)}") from None
+        raise ConfigError(_format_error(exc, where, origins)) from None
     _warn_ignored(tree)
     return config
 

@@ -17,6 +17,7 @@ class RegistryError(Exception):
     code: ClassVar[str] = "UNKNOWN"
     status: ClassVar[int] = 500
     default_message: ClassVar[str] = "unknown error"
+    closes_connection: ClassVar[bool] = False  # the request's body may still be arriving
 
     def __init__(
         self, message: str | None = None, detail: Any = None,
@@ -52,6 +53,13 @@ class BlobUnknown(RegistryError):
 
 class BlobUploadInvalid(RegistryError):
     code, status, default_message = "BLOB_UPLOAD_INVALID", 400, "blob upload invalid"
+
+
+class BodyStalled(BlobUploadInvalid):
+    """The client stopped sending the body: 408, and the connection is closed."""
+
+    status, default_message = 408, "the request body stopped arriving"
+    closes_connection = True
 
 
 class BlobUploadUnknown(RegistryError):

@@ -240,3 +240,14 @@ def test_unknown_user_costs_the_same_as_a_wrong_password(
     # Without the dummy hash an unknown user answers in well under a millisecond of
     # work against tens of milliseconds of bcrypt: a ratio far outside this band.
     assert 0.5 < unknown / known < 2.0, (known, unknown)
+
+
+def test_access_log_names_the_user(server: BerthServer) -> None:
+    """Issue 9, item 14: the access log carries the signed-in user and the duration."""
+    assert requests.get(f"{server.url}/v2/", headers=ALICE).status_code == 200
+    assert requests.get(f"{server.url}/v2/").status_code == 401
+    lines = [x for x in server.log.read_text().splitlines() if '"GET /v2/ HTTP/1.1"' in x]
+    signed_in = next(x for x in lines if '" 200 ' in x)
+    anonymous = next(x for x in lines if '" 401 ' in x)
+    assert " - alice [" in signed_in and " - - [" in anonymous
+    assert float(signed_in.rsplit(" ", 1)[1]) < 5  # seconds it took

@@ -114,7 +114,9 @@ def test_durations() -> None:
     assert parse_duration("1h30m10s") == 5410
     assert parse_duration("250ms") == 0.25
     assert parse_duration(12) == 12
-    for bad in ("", "10", "1d", "h"):
+    assert parse_duration("60") == 60  # plain seconds, as the docs say (`gc --grace 60`)
+    assert parse_duration(" 2.5 ") == 2.5
+    for bad in ("", "1d", "h", "10 s", "-5", "1e3"):
         with pytest.raises(ValueError):
             parse_duration(bad)
 
@@ -154,3 +156,13 @@ def test_chunk_minimum_follows_the_storage() -> None:
     assert s3.chunk_min_length == 5 * 1024 * 1024  # S3's part minimum
     assert load_config(overrides={"storage.s3.bucket": "b", "berth.chunk_min_length": 4096},
                        environ={}).chunk_min_length == 4096
+
+
+def test_errors_name_the_variable_or_flag_that_set_the_key() -> None:
+    """Issue 9, item 14: `BERTH_HTTP__ADDR=xx` was reported as "defaults: http.addr"."""
+    with pytest.raises(ConfigError) as raised:
+        load_config(None, environ={"BERTH_HTTP__ADDR": "xx"})
+    assert str(raised.value) == "BERTH_HTTP__ADDR: http.addr: expected HOST:PORT, got 'xx'"
+    with pytest.raises(ConfigError) as raised:
+        load_config(None, {"http.addr": "yy"}, environ={})
+    assert str(raised.value).startswith("the command line (http.addr): http.addr:")

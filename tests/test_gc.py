@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -119,3 +120,18 @@ def test_gc_drops_emptied_repositories_from_the_catalog(make_berth: MakeBerth) -
     assert requests.get(f"{server.url}/v2/_catalog").json()["repositories"] == ["gone", "kept"]
     gc(server)
     assert requests.get(f"{server.url}/v2/_catalog").json()["repositories"] == ["kept"]
+
+
+def test_gc_of_a_root_without_repositories_warns(tmp_path: Path) -> None:
+    """Issue 9, item 14: `berth gc` on an empty or mistyped root said "0 repositories" as if
+    all were well. The grace period goes in plain seconds too (`--grace 60`)."""
+    wrong = tmp_path / "not-the-registry"
+    result = subprocess.run(
+        [sys.executable, "-m", "client.cli", "gc", "--root", str(wrong), "--json",
+         "--grace", "60"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["repositories"] == 0
+    assert report["warnings"] == [
+        f"no repositories in {wrong} (and no blobs): is that the registry's storage root?"]
+    assert not wrong.exists()  # and looking wrote nothing there

@@ -67,8 +67,17 @@ class BlobResponse(web.StreamResponse):
         self.content_length = count
         self._content, self._driver = content, driver
         self._offset, self._count = offset, count
+        self._sent_by_sendfile = 0  # bytes the stream writer never saw
+
+    @property
+    def body_length(self) -> int:
+        """What the body carried (the access log's byte count), sendfile included."""
+        return super().body_length + self._sent_by_sendfile
 
     async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        """Send headers and the whole body, once (aiohttp asks again when finishing)."""
+        if self.prepared:
+            return await super().prepare(request)
         fobj = self._content.file
         try:
             writer = await super().prepare(request)
@@ -95,7 +104,8 @@ class BlobResponse(web.StreamResponse):
         loop = asyncio.get_running_loop()
         try:
             await writer.drain()
-            await loop.sendfile(transport, fobj, self._offset, self._count)
+            self._sent_by_sendfile = await loop.sendfile(
+                transport, fobj, self._offset, self._count)
         except NotImplementedError:  # e.g. TLS transports
             remaining, position = self._count, self._offset
             while remaining > 0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, NoReturn
 from urllib.parse import urlencode
@@ -86,7 +87,19 @@ def json_response(body: Any, status: int = 200, **kwargs: Any) -> web.Response:
 
 
 async def body_stream(request: web.Request) -> AsyncIterator[bytes]:
-    async for chunk in request.content.iter_any():
+    """A request's body as it arrives. A body that stops for `http.bodytimeout` ends the
+    request (and its connection): what an upload received by then stays, to resume."""
+    timeout = config(request).http.bodytimeout
+    while True:
+        try:
+            async with asyncio.timeout(timeout):
+                chunk = await request.content.readany()
+        except TimeoutError:
+            raise errors.BodyStalled(
+                f"no request body data for {timeout:g}s", detail={"timeout": timeout}
+            ) from None
+        if not chunk:
+            return
         yield chunk
 
 

@@ -7,7 +7,7 @@ from aiohttp import web
 from .. import errors
 from ..storage.examine import ManifestInfo
 from .blobsend import etag_matches
-from .common import config, name_known, registry, repository
+from .common import body_stream, config, name_known, registry, repository
 
 
 def _headers(info: ManifestInfo) -> dict[str, str]:
@@ -43,7 +43,7 @@ async def _read_limited(request: web.Request, limit: int) -> bytes:
         raise errors.ManifestTooLarge(detail={"limit": limit, "size": request.content_length})
     parts: list[bytes] = []
     total = 0
-    async for chunk in request.content.iter_any():
+    async for chunk in body_stream(request):
         total += len(chunk)
         if total > limit:
             raise errors.ManifestTooLarge(detail={"limit": limit})

@@ -4,26 +4,52 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 from aiohttp import web
 from aiohttp.web_exceptions import HTTPException
 
 from .. import errors
-from ..storage.drivers.base import StorageError
+from ..storage.drivers.base import StorageError, StorageFull
 from .common import Handler
 
 log = logging.getLogger("registry.api")
 
 API_VERSION = {"Docker-Distribution-API-Version": "registry/2.0"}
+FULL_RETRY_AFTER = 60  # seconds: room is made by people (or GC), not in a moment
+
+
+class OncePerMinute:
+    """A condition every request may hit (a full disk) is logged once a minute, with how
+    many requests met it meanwhile, not once per request."""
+
+    def __init__(self, message: str, interval: float = 60.0) -> None:
+        self.message, self.interval = message, interval
+        self._last = -interval
+        self._since = 0
+
+    def report(self, example: str) -> None:
+        self._since += 1
+        now = time.monotonic()
+        if now - self._last >= self.interval:
+            log.error("%s (%d since the last report; latest: %s)",
+                      self.message, self._since, example)
+            self._last, self._since = now, 0
+
+
+_storage_full = OncePerMinute("storage is full: writes are refused with 503")
 
 
 def error_response(exc: errors.RegistryError) -> web.Response:
-    return web.Response(
+    response = web.Response(
         status=exc.status,
         body=json.dumps(exc.body()).encode(),
         content_type="application/json",
         headers={**exc.headers, **API_VERSION},
     )
+    if exc.closes_connection:
+        response.force_close()
+    return response
 
 
 def _from_http(exc: HTTPException) -> errors.RegistryError:
@@ -54,6 +80,11 @@ async def spec_errors(request: web.Request, handler: Handler) -> web.StreamRespo
             exc.headers.update(API_VERSION)
             raise
         return error_response(_from_http(exc))
+    except StorageFull as exc:
+        _storage_full.report(f"{request.method} {request.path}: {exc}")
+        return error_response(errors.Unavailable(
+            "the registry's storage is full: nothing was stored, try again later",
+            retry_after=FULL_RETRY_AFTER))
     except StorageError as exc:
         log.error("%s %s: storage failed: %s", request.method, request.path, exc)
         return error_response(errors.Unavailable())

@@ -77,8 +77,7 @@ async def start_upload(request: web.Request) -> web.StreamResponse:
         # Not mountable: fall back to an ordinary session, as the spec requires.
     elif "digest" in query:
         digest = digest_param(query["digest"])
-        state = await reg.uploads.start(name, digest.algorithm, announce=False)
-        await reg.uploads.commit(name, state.id, digest, body_stream(request), started=state)
+        await reg.uploads.upload(name, digest, body_stream(request))
         return _blob_created(name, str(digest))
     state = await reg.uploads.start(name)
     return web.Response(status=202, headers=_session_headers(request, state))

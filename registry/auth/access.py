@@ -107,6 +107,6 @@ class TokenAccess(Access):
         return PULL in self.policy.actions(self.user, repository)
 
 
-def access(request: web.Request) -> Access:
+def access(request: web.BaseRequest) -> Access:
     found = request.get(ACCESS)
     return found if isinstance(found, Access) else OPEN

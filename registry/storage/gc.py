@@ -40,6 +40,7 @@ class GCReport:
     deleted_blobs: list[str] = field(default_factory=list)
     freed_bytes: int = 0
     kept_young: int = 0
+    warnings: list[str] = field(default_factory=list)
 
 
 class GarbageCollector:
@@ -70,6 +71,11 @@ class GarbageCollector:
                 marked.update(refs[digest].blobs)
         report.marked = len(marked)
         await self._sweep(marked, report, dry_run)
+        if report.repositories == 0:
+            report.warnings.append(
+                f"no repositories in {self.driver.location}"
+                + ("" if report.deleted_blobs or report.kept_young
+                   else " (and no blobs): is that the registry's storage root?"))
         if not dry_run:
             for name in await self.registry.repositories.names():
                 if not await self.registry.repositories.exists(name):

@@ -1,7 +1,11 @@
 """Flat indexes for listings: one empty object per entry under a prefix, listed a page at
 a time in byte order (one request per page on S3), with a `.complete` marker saying the
-index holds every entry. Content written before an index existed (by an older Berth or by
-the distribution registry) is indexed once, the first time a listing asks.
+index holds every entry.
+
+Content written before an index existed (by an older Berth or by the distribution
+registry) is indexed once by a write: the catalog when the server starts, a repository's
+tags when a tag is next pushed there. Until then listings are answered the slow way, from
+the content itself: a read never writes.
 """
 
 from __future__ import annotations
@@ -75,3 +79,12 @@ class FlatIndex:
             if batch is None or len(entries) < batch:
                 return chosen, False
             after = entries[-1]
+
+
+def select_from(entries: Iterable[str], accept: Callable[[str], bool], after: str | None,
+                limit: int | None) -> tuple[list[str], bool]:
+    """`FlatIndex.select` over entries at hand (a listing answered without its index)."""
+    chosen = [e for e in sorted(entries) if (after is None or e > after) and accept(e)]
+    if limit is None or len(chosen) <= limit:
+        return chosen, False
+    return chosen[:limit], True

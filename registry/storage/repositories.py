@@ -4,8 +4,9 @@
 a manifest is stored there and when a blob is linked (at most once a minute per process):
 a page of the catalog is one listing request, never a walk over every blob link. A root
 written before the index existed (or by the distribution registry) is indexed once, by a
-walk, the first time the catalog is asked for. Entries of repositories whose content is
-all gone are removed by garbage collection.
+walk, when the server starts (`prepare`); until that is done the catalog is answered by
+the walk itself, writing nothing. Entries of repositories whose content is all gone are
+removed by garbage collection.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable
 
 from . import paths
 from .drivers.base import PathNotFoundError, StorageDriver
-from .index import FlatIndex
+from .index import FlatIndex, select_from
 
 REMEMBER = 60.0  # seconds a written marker is not rewritten by this process
 
@@ -47,30 +48,32 @@ class RepositoryStore:
             await self.index.add(name)
             self._registered[name] = now
 
-    async def start_fresh(self) -> None:
-        """On a root without repositories, the (empty) index is complete from the start."""
+    async def prepare(self) -> int | None:
+        """At start: make the catalog index whole, once per root. A fresh root's (empty)
+        index is complete from the start; a root written without one is indexed by a walk.
+        Returns how many repositories were indexed (None: nothing to do)."""
         if await self.index.is_complete():
-            return
+            return None
         try:
             await self.driver.stat(paths.REPOSITORIES)
         except PathNotFoundError:
             await self.index.mark_complete()
+            return None
+        found = await self.walk_names()
+        await self.index.ensure(lambda: _at_hand(found))
+        await self.driver.delete(paths.OLD_CATALOG)  # the first index, superseded
+        return len(found)
 
     async def names(self) -> list[str]:
         """Every repository name, in lexical order."""
-        await self.index.ensure(self._existing)
-        return await self.index.page()
+        return (await self.page(_any, None, None))[0]
 
     async def page(self, accept: Callable[[str], bool], after: str | None,
                    limit: int | None) -> tuple[list[str], bool]:
         """Up to `limit` names after `after` that `accept` takes, and whether more follow."""
-        await self.index.ensure(self._existing)
-        return await self.index.select(accept, after, limit)
-
-    async def _existing(self) -> list[str]:
-        names = await self.walk_names()
-        await self.driver.delete(paths.OLD_CATALOG)  # the first index, superseded
-        return names
+        if await self.index.is_complete():
+            return await self.index.select(accept, after, limit)
+        return select_from(await self.walk_names(), accept, after, limit)
 
     async def walk_names(self) -> list[str]:
         """Repository names found by walking the repository tree (the slow way)."""
@@ -89,3 +92,11 @@ class RepositoryStore:
         """Drop the catalog marker of a repository that no longer holds anything."""
         await self.index.remove(name)
         self._registered.pop(name, None)
+
+
+def _any(_: str) -> bool:
+    return True
+
+
+async def _at_hand(names: list[str]) -> list[str]:
+    return names

@@ -1,7 +1,9 @@
 """Tags: a link per tag to the manifest digest it names, and a flat index of tag names per
 repository (`_tags/<tag>`), so a page of `tags/list` is one listing request. The link is
 the truth: it is written before its index entry and removed after it, so a listed tag
-always resolves."""
+always resolves. A repository whose tags were written without the index (by an older
+Berth, or by distribution) is indexed when a tag is next pushed there; until then its
+tags are listed from the links."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from client.oci.digest import Digest
 from .. import errors
 from . import paths
 from .drivers.base import PathNotFoundError, StorageDriver
-from .index import FlatIndex
+from .index import FlatIndex, select_from
 from .links import read_link, write_link
 
 
@@ -37,9 +39,10 @@ class TagStore:
     async def set(self, name: str, tag: str, digest: Digest) -> None:
         await write_link(self.driver, paths.tag_link(name, tag), digest)
         index = self._index(name)
-        await index.add(tag)
-        if not await index.is_complete() and await self._linked(name) == [tag]:
-            await index.mark_complete()  # a repository's first tag: nothing to index later
+        if await index.is_complete():
+            await index.add(tag)
+        else:  # (a repository's first tag, or tags from before the index)
+            await index.ensure(lambda: self._linked(name))
 
     async def delete(self, name: str, tag: str) -> None:
         if await read_link(self.driver, paths.tag_link(name, tag)) is None:
@@ -59,8 +62,9 @@ class TagStore:
                    limit: int | None) -> tuple[list[str], bool]:
         """Up to `limit` tags after `after`, and whether more follow."""
         index = self._index(name)
-        await index.ensure(lambda: self._linked(name))
-        return await index.select(lambda _: True, after, limit)
+        if await index.is_complete():
+            return await index.select(_any, after, limit)
+        return select_from(await self._linked(name), _any, after, limit)
 
     async def _linked(self, name: str) -> list[str]:
         try:
@@ -71,3 +75,7 @@ class TagStore:
     async def pointing_at(self, name: str, digest: Digest) -> list[str]:
         return [t for t in await self.names(name)
                 if await read_link(self.driver, paths.tag_link(name, t)) == digest]
+
+
+def _any(_: str) -> bool:
+    return True

@@ -10,6 +10,7 @@ last chunk) the data is hashed once from storage and the log says so.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -25,7 +26,7 @@ from client.oci.digest import CANONICAL, Digest, Hasher, new_hasher
 from .. import errors
 from . import hashstate, paths
 from .blobs import BlobStore
-from .drivers.base import PathNotFoundError, StorageDriver
+from .drivers.base import Appender, PathNotFoundError, StorageDriver
 
 log = logging.getLogger(__name__)
 
@@ -88,17 +89,25 @@ class UploadStore:
             lock = self._locks[upload_id] = asyncio.Lock()
         return lock
 
-    async def start(
-        self, name: str, algorithm: str = CANONICAL, announce: bool = True
-    ) -> UploadState:
-        """Open a session. `announce=False` (a monolithic push, finished in the same
-        request) skips the `startedat` marker: its data file appears with the first byte."""
+    async def start(self, name: str, algorithm: str = CANONICAL) -> UploadState:
+        """Open a session (its `startedat` marker makes it visible to status and purging)."""
         upload_id = str(uuid.uuid4())
-        if announce:
-            started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-            await self.driver.put(paths.upload_started(name, upload_id), started.encode())
+        started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        await self.driver.put(paths.upload_started(name, upload_id), started.encode())
         self._remember(upload_id, 0, algorithm, _new_hasher(algorithm))
         return UploadState(name, upload_id, 0)
+
+    async def upload(self, name: str, digest: Digest, body: AsyncIterator[bytes]) -> int:
+        """A whole blob in one request (`POST ?digest=`); returns its size. Its session is
+        never announced (no client could continue or cancel it): whatever goes wrong, a
+        digest mismatch, a full disk, a client gone mid-body, nothing of it stays."""
+        state = UploadState(name, str(uuid.uuid4()), 0)
+        self._remember(state.id, 0, digest.algorithm, _new_hasher(digest.algorithm))
+        try:
+            return await self._finish(state, digest, body, None, None, fresh=True)
+        except BaseException:
+            await asyncio.shield(self._remove(name, state.id))
+            raise
 
     async def status(self, name: str, upload_id: str) -> UploadState:
         if not _ID.match(upload_id):
@@ -157,17 +166,9 @@ class UploadStore:
         except BaseException:
             if pending is not None and not pending.done():
                 await asyncio.wait([pending])
-            # What arrived before the failure (a dropped connection) stays: the client
-            # resumes from the offset. The hash stays usable when every buffer handed over
-            # was both written and hashed; after a failed write it is rebuilt from storage.
-            consistent = pending is None or pending.exception() is None
-            try:
-                await appender.commit()
-            finally:
-                if consistent:
-                    self._remember(state.id, appender.size, algorithm, hasher)
-                else:
-                    self._hashers.pop(state.id, None)
+            failed = (pending is not None and not pending.cancelled()
+                      and pending.exception() is not None)
+            await self._keep_or_drop(state, appender, algorithm, hasher, failed)
             raise
         received = appender.size - state.offset
         if length is not None and received != length:
@@ -177,11 +178,35 @@ class UploadStore:
                 "the chunk does not match its Content-Range",
                 detail={"expected": length, "received": received},
             )
-        await appender.commit()
+        try:
+            await appender.commit()
+        except BaseException:  # e.g. fsync on a full disk: the chunk is refused whole
+            self._hashers.pop(state.id, None)
+            with contextlib.suppress(Exception):
+                await appender.abort()
+            raise
         self._remember(state.id, appender.size, algorithm, hasher)
         if save_state:
             await self._save_hash(state, algorithm, hasher, appender.size)
         return UploadState(state.name, state.id, appender.size)
+
+    async def _keep_or_drop(self, state: UploadState, appender: Appender, algorithm: str,
+                            hasher: Hasher, write_failed: bool) -> None:
+        """After a chunk that did not arrive whole. When storage refused it (a full disk),
+        the session stays as it was, so the client can send the chunk again. When the body
+        stopped (the client went away), what arrived stays, to resume from: every buffer
+        handed over was both written and hashed."""
+        if not write_failed:
+            try:
+                await appender.commit()
+            except BaseException:
+                write_failed = True
+            else:
+                self._remember(state.id, appender.size, algorithm, hasher)
+                return
+        self._hashers.pop(state.id, None)  # its saved state at the old offset stays good
+        with contextlib.suppress(Exception):  # the failure being raised says what went wrong
+            await appender.abort()
 
     async def _save_hash(self, state: UploadState, algorithm: str, hasher: Hasher,
                          offset: int) -> None:
@@ -196,34 +221,39 @@ class UploadStore:
     async def commit(
         self, name: str, upload_id: str, digest: Digest,
         body: AsyncIterator[bytes] | None = None, start: int | None = None,
-        length: int | None = None, started: UploadState | None = None,
+        length: int | None = None,
     ) -> int:
         """Verify the digest, then make the blob visible in `name`. Returns its size.
 
         On a digest mismatch nothing becomes visible and the session is removed."""
         async with self._lock(upload_id):
-            # `started`: a session this request opened unannounced (nothing stored yet)
-            state = started or await self.status(name, upload_id)
-            if body is not None:  # the session ends here: no state worth saving
-                state = await self._append(state, body, start, length, save_state=False,
-                                           fresh=started is not None)
-            _, hasher = await self._hasher(state, digest.algorithm)
-            actual = Digest.from_hasher(digest.algorithm, hasher)
-            if actual != digest:
-                await self._remove(name, upload_id)
-                raise errors.DigestInvalid(
-                    detail={"expected": str(digest), "actual": str(actual)}
-                )
-            if await self.blobs.size(digest) is None:
-                if state.offset == 0:  # nothing was ever written: there may be no data file
-                    await self.blobs.put(b"", digest)
-                else:
-                    await self.driver.move(
-                        paths.upload_data(name, upload_id), paths.blob_data(digest)
-                    )
-            await self.blobs.link(name, digest)
+            state = await self.status(name, upload_id)
+            return await self._finish(state, digest, body, start, length)
+
+    async def _finish(self, state: UploadState, digest: Digest,
+                      body: AsyncIterator[bytes] | None, start: int | None,
+                      length: int | None, fresh: bool = False) -> int:
+        name, upload_id = state.name, state.id
+        if body is not None:  # the session ends here: no state worth saving
+            state = await self._append(state, body, start, length, save_state=False,
+                                       fresh=fresh)
+        _, hasher = await self._hasher(state, digest.algorithm)
+        actual = Digest.from_hasher(digest.algorithm, hasher)
+        if actual != digest:
             await self._remove(name, upload_id)
-            return state.offset
+            raise errors.DigestInvalid(
+                detail={"expected": str(digest), "actual": str(actual)}
+            )
+        if await self.blobs.size(digest) is None:
+            if state.offset == 0:  # nothing was ever written: there may be no data file
+                await self.blobs.put(b"", digest)
+            else:
+                await self.driver.move(
+                    paths.upload_data(name, upload_id), paths.blob_data(digest)
+                )
+        await self.blobs.link(name, digest)
+        await self._remove(name, upload_id)
+        return state.offset
 
     async def cancel(self, name: str, upload_id: str) -> None:
         async with self._lock(upload_id):

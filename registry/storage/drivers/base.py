@@ -16,6 +16,10 @@ class StorageError(Exception):
     """The backend failed (I/O error, unreachable service): not the caller's fault."""
 
 
+class StorageFull(StorageError):
+    """The backend has no room for the write (disk full, quota reached)."""
+
+
 class PathNotFoundError(StorageError):
     def __init__(self, path: str) -> None:
         super().__init__(f"path not found: {path}")
@@ -41,7 +45,8 @@ class Appender(abc.ABC):
 
     @abc.abstractmethod
     async def commit(self) -> None:
-        """Make everything written durable and release the stream."""
+        """Make everything written durable and release the stream. When it fails the
+        caller aborts."""
 
     @abc.abstractmethod
     async def abort(self) -> None:
@@ -68,6 +73,11 @@ def walk_keys(relative_keys: Iterable[list[str]], prune: Callable[[str], bool]) 
 
 class StorageDriver(abc.ABC):
     name: str
+
+    @property
+    def location(self) -> str:
+        """Where the data lives, for messages (a directory, a bucket and prefix)."""
+        return self.name
 
     @abc.abstractmethod
     async def get(self, path: str) -> bytes:

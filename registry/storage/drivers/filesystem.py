@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import io
 import os
 import shutil
 import uuid
@@ -26,11 +27,13 @@ from .base import (
     PathNotFoundError,
     StorageDriver,
     StorageError,
+    StorageFull,
     page_of,
 )
 
 T = TypeVar("T")
 READ_CHUNK = 1024 * 1024
+_FULL = (errno.ENOSPC, errno.EDQUOT)
 _CREATE_ATTEMPTS = 100  # each lost only to a prune that fell between two system calls
 
 
@@ -48,18 +51,33 @@ def _fsync_dir(path: Path) -> None:
 
 
 class _FileAppender(Appender):
-    def __init__(self, driver: FilesystemDriver, fobj: BinaryIO, size: int) -> None:
+    """Appends through an unbuffered file: what `write` returns for is in the file, and
+    `abort` truncates back to where it started (a buffered file could still flush a
+    refused chunk's tail after the truncation, e.g. on a full disk)."""
+
+    def __init__(self, driver: FilesystemDriver, fobj: io.FileIO, size: int) -> None:
         self._driver, self._file, self.size = driver, fobj, size
         self._opened_at = size
 
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        try:
+            while view:
+                written = self._file.write(view)
+                if written is None:  # not for regular files; kept honest
+                    raise OSError(errno.EAGAIN, "write would block", self._file.name)
+                view = view[written:]
+                self.size += written
+        except OSError:
+            self.size = self._file.tell()  # what a failed write left in the file
+            raise
+
     async def write(self, data: bytes) -> None:
-        await self._driver.run(self._file.write, data)
-        self.size += len(data)
+        await self._driver.run(self._write, data)
 
     def _commit(self) -> None:
-        self._file.flush()
         if self._driver.fsync:
-            os.fsync(self._file.fileno())
+            os.fsync(self._file.fileno())  # failing, the file stays open for `abort`
         self._file.close()
 
     async def commit(self) -> None:
@@ -67,8 +85,7 @@ class _FileAppender(Appender):
 
     def _abort(self) -> None:
         try:
-            self._file.flush()
-            self._file.truncate(self._opened_at)
+            os.ftruncate(self._file.fileno(), self._opened_at)
         finally:
             self._file.close()
 
@@ -85,6 +102,10 @@ class FilesystemDriver(StorageDriver):
         self.fsync = fsync
         self._pool = ThreadPoolExecutor(max_threads, thread_name_prefix="berth-fs")
 
+    @property
+    def location(self) -> str:
+        return str(self.root)
+
     def _path(self, key: str) -> Path:
         parts = key.strip("/").split("/")
         if any(p in ("", ".", "..") for p in parts):
@@ -99,6 +120,8 @@ class FilesystemDriver(StorageDriver):
         except NotADirectoryError as exc:
             raise PathNotFoundError(str(exc.filename)) from None
         except OSError as exc:
+            if exc.errno in _FULL:
+                raise StorageFull(f"{exc.strerror}: {exc.filename or self.root}") from exc
             raise StorageError(f"{exc.strerror}: {exc.filename}") from exc
 
     async def get(self, path: str) -> bytes:
@@ -258,8 +281,8 @@ class FilesystemDriver(StorageDriver):
         finally:
             await self.run(fobj.close)
 
-    def _open_append(self, target: Path, resume_at: int | None) -> tuple[BinaryIO, int]:
-        fobj: BinaryIO = self._in_directory(target, lambda: open(target, "ab"))
+    def _open_append(self, target: Path, resume_at: int | None) -> tuple[io.FileIO, int]:
+        fobj = self._in_directory(target, lambda: io.FileIO(target, "a"))
         try:
             size = fobj.seek(0, os.SEEK_END)
             if resume_at is not None and resume_at != size:

@@ -42,6 +42,7 @@ from .base import (
     PathNotFoundError,
     StorageDriver,
     StorageError,
+    StorageFull,
     walk_keys,
 )
 
@@ -59,6 +60,7 @@ FLAG = "berth-append"  # metadata of objects written by appends: "object" or "up
 HOLDS_DATA, MARKS_UPLOAD = "object", "upload"
 UPLOAD_ID = "berth-upload"  # with "upload": the multipart upload holding the data
 _MISSING = {"NoSuchKey", "404", "NotFound", "NoSuchUpload"}
+_FULL = {"QuotaExceeded"}  # Ceph RGW, when a user or bucket quota is reached
 
 
 def part_size(number: int, base: int) -> int:
@@ -143,6 +145,10 @@ class S3Driver(StorageDriver):
         )
         self._pool = ThreadPoolExecutor(max_threads, thread_name_prefix="berth-s3")
 
+    @property
+    def location(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
     # -- plumbing -----------------------------------------------------------------
 
     def _key(self, path: str) -> str:
@@ -159,6 +165,8 @@ class S3Driver(StorageDriver):
             code = str(exc.response.get("Error", {}).get("Code", ""))
             if code in _MISSING:
                 raise PathNotFoundError(str(kwargs.get("Key", ""))) from None
+            if code in _FULL:
+                raise StorageFull(f"S3 {code}: {exc}") from exc
             raise StorageError(f"S3 {code}: {exc}") from exc
         except BotoCoreError as exc:
             raise StorageError(f"S3 unreachable: {exc}") from exc
