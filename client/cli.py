@@ -146,6 +146,8 @@ def gc(config_file: str | None, root: str | None, dry_run: bool, delete_untagged
             await registry.close()
 
     report = asyncio.run(run())
+    for warning in report.warnings:
+        click.echo(f"berth: warning: {warning}", err=True)
     if as_json:
         click.echo(json.dumps(dataclasses.asdict(report), indent=2))
         return

@@ -135,3 +135,7 @@ def test_gc_of_a_root_without_repositories_warns(tmp_path: Path) -> None:
     assert report["warnings"] == [
         f"no repositories in {wrong} (and no blobs): is that the registry's storage root?"]
     assert not wrong.exists()  # and looking wrote nothing there
+    plain = subprocess.run([sys.executable, "-m", "client.cli", "gc", "--root", str(wrong)],
+                           cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert plain.returncode == 0
+    assert plain.stderr.startswith(f"berth: warning: no repositories in {wrong}")
