@@ -35,7 +35,7 @@ def build_app(
     gate: list[Middleware] = []
     app = web.Application(handler_args=HANDLER_ARGS)
     if config.auth is not None:
-        gate.append(auth.install(app, config.auth).middleware)
+        gate.append(auth.install(app, config.auth, config.http.bodytimeout).middleware)
     app.middlewares.extend([*middlewares, spec_errors, *gate])
     app[CONFIG] = config
     app[REGISTRY] = registry or open_registry(config)

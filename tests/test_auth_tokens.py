@@ -9,6 +9,7 @@ import base64
 import hashlib
 import hmac
 import json
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -370,3 +371,20 @@ def test_replicas_sharing_a_signing_key_accept_each_others_tokens(
     (tmp_path / "elsewhere").mkdir()  # a registry with a key of its own refuses it
     c = make_berth(token_auth(tmp_path / "elsewhere", ec.generate_private_key(ec.SECP256R1())))
     assert call(c, "GET", "/v2/team-a/both/tags/list", token).status_code == 401
+
+
+def test_token_form_that_stops_arriving(make_berth: MakeBerth, tmp_path: Path,
+                                        signing_key: ec.EllipticCurvePrivateKey) -> None:
+    """A POST to the token server whose form stops mid-way ends after http.bodytimeout
+    (issue 9, item 6), as any other request body does."""
+    config = token_auth(tmp_path, signing_key)
+    config["http"] = {"bodytimeout": "1s"}
+    server = make_berth(config)
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(b"POST /auth/token HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n"
+                     b"Content-Type: application/x-www-form-urlencoded\r\n\r\ngrant_type=")
+        sock.settimeout(20)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]

@@ -17,12 +17,13 @@ from .tokenserver import TokenServer
 AUTH = web.AppKey("auth", Auth)
 
 
-def install(app: web.Application, settings: AuthSettings) -> Auth:
-    """Add the gate's routes and file watcher to `app`; the caller adds `auth.middleware`."""
+def install(app: web.Application, settings: AuthSettings, body_timeout: float) -> Auth:
+    """Add the gate's routes and file watcher to `app`; the caller adds `auth.middleware`.
+    `body_timeout`: how long the token server waits for a form that stops arriving."""
     auth = Auth(settings)
     app[AUTH] = auth
     if auth.signer is not None:
-        TokenServer(auth).routes(app)
+        TokenServer(auth, body_timeout).routes(app)
 
     async def watcher(app: web.Application) -> AsyncIterator[None]:
         task = (asyncio.create_task(auth.files.watch(settings.reloadinterval))

@@ -12,6 +12,7 @@ the user's current password hash: a changed password or a removed user ends them
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import json
 import logging
@@ -35,8 +36,11 @@ class _BadRequest(errors.RegistryError):
 
 
 def _error(exc: errors.RegistryError) -> web.Response:
-    return web.Response(status=exc.status, body=json.dumps(exc.body()).encode(),
-                        content_type="application/json", headers=exc.headers)
+    response = web.Response(status=exc.status, body=json.dumps(exc.body()).encode(),
+                            content_type="application/json", headers=exc.headers)
+    if exc.closes_connection:
+        response.force_close()
+    return response
 
 
 def _scopes(texts: list[str]) -> list[Scope]:
@@ -66,9 +70,10 @@ def grants(policy: Policy, user: str | None, wanted: list[Scope]) -> list[Scope]
 
 
 class TokenServer:
-    def __init__(self, auth: Auth) -> None:
+    def __init__(self, auth: Auth, body_timeout: float) -> None:
         assert auth.signer is not None and auth.token is not None
         self.auth, self.signer, self.settings = auth, auth.signer, auth.token
+        self.body_timeout = body_timeout  # a form that stops arriving (http.bodytimeout)
 
     def _check_service(self, service: str | None) -> None:
         if service and service != self.settings.service:
@@ -107,7 +112,12 @@ class TokenServer:
 
     async def post(self, request: web.Request) -> web.StreamResponse:
         try:
-            form = await request.post()
+            try:
+                async with asyncio.timeout(self.body_timeout):
+                    form = await request.post()
+            except TimeoutError:
+                raise errors.BodyStalled(f"no request body data for {self.body_timeout:g}s",
+                                         detail={"timeout": self.body_timeout}) from None
             field = {k: v for k, v in form.items() if isinstance(v, str)}
             self._check_service(field.get("service"))
             wanted = _scopes([field.get("scope", "")])
