@@ -130,16 +130,21 @@ def test_no_matching_entry_names_what_the_index_has(mixed: tuple[str, dict[str, 
     assert "linux/s390x" in line and "windows/" in line and "10.0.17763.5000" in line
 
 
+def windows_app(tmp_path: Path) -> str:
+    """A directory to build a Windows image from."""
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "run.cmd").write_text("@echo hi\r\n")
+    return str(app)
+
+
 def test_push_on_a_windows_base_index_says_which_base_it_took(
         berth: BerthServer, repo: str, mixed: tuple[str, dict[str, str]],
         tmp_path: Path) -> None:
     base, _ = mixed
-    app = tmp_path / "app"
-    app.mkdir()
-    (app / "run.cmd").write_text("@echo hi\r\n")
     arch = host_architecture()
-    pushed = run_berth("push", str(app), f"{berth.host}/{repo}/app:v1", "--base", base,
-                       "--os", "windows", "--arch", arch)
+    pushed = run_berth("push", windows_app(tmp_path), f"{berth.host}/{repo}/app:v1",
+                       "--base", base, "--os", "windows", "--arch", arch)
     assert pushed.returncode == 0, pushed.stderr
     assert f"base image windows/{arch} 10.0.26100.100 chosen" in pushed.stderr
     assert config_of(berth, f"{repo}/app", "v1")["os.version"] == "10.0.26100.100"
@@ -149,12 +154,9 @@ def test_os_version_of_push_selects_the_base_and_records_its_version(
         berth: BerthServer, repo: str, mixed: tuple[str, dict[str, str]],
         tmp_path: Path) -> None:
     base, _ = mixed
-    app = tmp_path / "app"
-    app.mkdir()
-    (app / "run.cmd").write_text("@echo hi\r\n")
     arch = host_architecture()
-    pushed = run_berth("push", str(app), f"{berth.host}/{repo}/app:v1", "--base", base,
-                       "--arch", arch, "--os-version", "10.0.20348.1787")
+    pushed = run_berth("push", windows_app(tmp_path), f"{berth.host}/{repo}/app:v1",
+                       "--base", base, "--arch", arch, "--os-version", "10.0.20348.1787")
     assert pushed.returncode == 0, pushed.stderr
     config = config_of(berth, f"{repo}/app", "v1")
     assert (config["os"], config["os.version"]) == ("windows", "10.0.20348.2000")

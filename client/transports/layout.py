@@ -24,6 +24,14 @@ REF_NAME = "org.opencontainers.image.ref.name"
 CHUNK = 1024 * 1024
 
 
+async def _has_blob(root: Path, desc: Descriptor) -> bool:
+    """Whether the layout holds the blob, whole (by its size)."""
+    try:
+        return (await asyncio.to_thread(_blob_path(root, desc.digest).stat)).st_size == desc.size
+    except FileNotFoundError:
+        return False
+
+
 def _blob_path(root: Path, digest: Digest) -> Path:
     return root / "blobs" / digest.algorithm / digest.hex
 
@@ -86,11 +94,7 @@ class LayoutSource(ImageSource):
         return FetchedManifest(fetched.data, declared_media_type(fetched.data), digest)
 
     async def holds(self, desc: Descriptor) -> bool:
-        path = _blob_path(self.path, desc.digest)
-        try:
-            return (await asyncio.to_thread(path.stat)).st_size == desc.size
-        except FileNotFoundError:
-            return False
+        return await _has_blob(self.path, desc)
 
     async def blob(self, desc: Descriptor, offset: int = 0) -> AsyncIterator[bytes]:
         path = _blob_path(self.path, desc.digest)
@@ -126,11 +130,7 @@ class LayoutDestination(ImageDestination):
         return cls(root, tag, await asyncio.to_thread(prepare))
 
     async def has_blob(self, desc: Descriptor) -> bool:
-        path = _blob_path(self.root, desc.digest)
-        try:
-            return (await asyncio.to_thread(path.stat)).st_size == desc.size
-        except FileNotFoundError:
-            return False
+        return await _has_blob(self.root, desc)
 
     async def put_blob(
         self, desc: Descriptor, opener: BlobOpener, progress: Progress | None = None
