@@ -1,4 +1,6 @@
-"""The `berth` command line: registry server, maintenance, and the push/pull client.
+"""The `berth` command line: the push/pull client's commands, and whatever commands other
+installed packages add through the `berth.commands` entry points (the registry's `serve`
+and `gc`, from registry/commands.py): the client never imports the registry.
 
 Every failure a user can cause ends in one line on stderr (`berth: error: …`) and a
 non-zero exit: 2 usage (Click's own errors included), 3 authentication, 4 not found,
@@ -12,6 +14,7 @@ import asyncio
 import dataclasses
 import functools
 import getpass
+import importlib.metadata
 import json
 import logging
 import os
@@ -26,9 +29,6 @@ import click
 from .errors import BerthError, UsageError
 
 if TYPE_CHECKING:
-    from registry.config import Config
-    from registry.storage.gc import GCReport
-
     from .client import Client
     from .copy import CopyResult
     from .events import Events
@@ -63,101 +63,30 @@ class BerthGroup(click.Group):
         return None
 
 
-@click.group(cls=BerthGroup, context_settings={"help_option_names": ["-h", "--help"]})
+class BerthCommands(BerthGroup):
+    """The client's commands plus those of the `berth.commands` entry points, each loaded
+    only when it is run (or listed)."""
+
+    GROUP = "berth.commands"
+
+    def _plugins(self) -> dict[str, importlib.metadata.EntryPoint]:
+        return {e.name: e for e in importlib.metadata.entry_points(group=self.GROUP)}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self._plugins()})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        command = super().get_command(ctx, name)
+        if command is None and name in (plugins := self._plugins()):
+            loaded = plugins[name].load()
+            command = loaded if isinstance(loaded, click.Command) else None
+        return command
+
+
+@click.group(cls=BerthCommands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="berth")
 def main() -> None:
     """Berth: an OCI registry and a push/pull client (Windows foreign layers included)."""
-
-
-# -- the registry ------------------------------------------------------------------------
-
-
-def _config(config_file: str | None, **overrides: str | None) -> Config:
-    from registry.config import ConfigError, load_config
-
-    try:
-        return load_config(config_file, overrides)
-    except ConfigError as exc:
-        click.echo(f"berth: config error: {exc}", err=True)
-        sys.exit(2)
-
-
-config_option = click.option(
-    "--config", "config_file", type=click.Path(dir_okay=False), help="YAML config file"
-)
-root_option = click.option(
-    "--root", type=click.Path(file_okay=False),
-    help="storage directory (storage.filesystem.rootdirectory)",
-)
-
-
-@main.command()
-@config_option
-@click.option("--listen", metavar="HOST:PORT", help="address to serve on (http.addr)")
-@root_option
-def serve(config_file: str | None, listen: str | None, root: str | None) -> None:
-    """Run the registry (defaults: 127.0.0.1:5000, disk storage under ./data)."""
-    from registry.app import serve as run
-
-    config = _config(config_file, **{
-        "http.addr": listen, "storage.filesystem.rootdirectory": root,
-    })
-    from registry.config import ConfigError
-
-    try:
-        run(config)
-    except ConfigError as exc:
-        click.echo(f"berth: config error: {exc}", err=True)
-        sys.exit(2)
-    except OSError as exc:
-        click.echo(f"berth: cannot serve on {config.http.addr}: {exc.strerror}", err=True)
-        sys.exit(1)
-
-
-@main.command()
-@config_option
-@root_option
-@click.option("--dry-run", is_flag=True, help="report what would be deleted, delete nothing")
-@click.option("--delete-untagged", is_flag=True,
-              help="also forget manifests that no tag reaches (directly, by index or referrer)")
-@click.option("--grace", default="1h", show_default=True,
-              help="keep unreferenced blobs younger than this (pushes in progress)")
-@click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
-def gc(config_file: str | None, root: str | None, dry_run: bool, delete_untagged: bool,
-       grace: str, as_json: bool) -> None:
-    """Delete blobs no manifest references (safe while the registry serves)."""
-    from registry.config import parse_duration
-    from registry.storage import open_registry
-    from registry.storage.gc import GarbageCollector
-
-    config = _config(config_file, **{"storage.filesystem.rootdirectory": root})
-    try:
-        grace_seconds = parse_duration(grace)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--grace") from None
-
-    async def run() -> GCReport:
-        registry = open_registry(config)
-        try:
-            return await GarbageCollector(registry, grace_seconds).collect(
-                dry_run, delete_untagged
-            )
-        finally:
-            await registry.close()
-
-    report = asyncio.run(run())
-    for warning in report.warnings:
-        click.echo(f"berth: warning: {warning}", err=True)
-    if as_json:
-        click.echo(json.dumps(dataclasses.asdict(report), indent=2))
-        return
-    verb = "would delete" if dry_run else "deleted"
-    click.echo(
-        f"{report.repositories} repositories, {report.manifests} manifests, "
-        f"{report.marked} blobs referenced; {verb} {len(report.deleted_blobs)} blobs "
-        f"({report.freed_bytes} bytes) and {len(report.deleted_manifests)} untagged manifests; "
-        f"kept {report.kept_young} unreferenced blobs younger than {grace}"
-    )
 
 
 # -- the client ----------------------------------------------------------------------------

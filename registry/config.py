@@ -399,8 +399,10 @@ def load_config(
     path: str | Path | None = None,
     overrides: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
+    flags: Mapping[str, str] | None = None,
 ) -> Config:
-    """Read the YAML file (if any), apply environment and dotted-key overrides, validate."""
+    """Read the YAML file (if any), apply environment and dotted-key overrides, validate.
+    `flags` names the command-line flag behind each override, for error messages."""
     tree: dict[str, Any] = {}
     where = "defaults"
     if path is not None:
@@ -423,7 +425,8 @@ def load_config(
     for dotted, value in (overrides or {}).items():
         if value is not None:
             _set_path(tree, dotted.split("."), value)
-            origins[tuple(dotted.split("."))] = f"the command line ({dotted})"
+            flag = (flags or {}).get(dotted)
+            origins[tuple(dotted.split("."))] = flag or f"the command line ({dotted})"
     try:
         config = Config.model_validate(tree)
     except ValidationError as exc:

@@ -166,3 +166,6 @@ def test_errors_name_the_variable_or_flag_that_set_the_key() -> None:
     with pytest.raises(ConfigError) as raised:
         load_config(None, {"http.addr": "yy"}, environ={})
     assert str(raised.value).startswith("the command line (http.addr): http.addr:")
+    with pytest.raises(ConfigError) as raised:
+        load_config(None, {"http.addr": "yy"}, environ={}, flags={"http.addr": "--listen"})
+    assert str(raised.value).startswith("--listen: http.addr: expected HOST:PORT")

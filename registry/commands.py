@@ -1,0 +1,105 @@
+"""The registry's `berth` commands: `serve` and `gc`.
+
+The `berth` entry point (client/cli.py) finds them through the `berth.commands` entry
+points in pyproject.toml, so the client never imports the registry. Failures are one line
+on stderr and a non-zero exit, as for every `berth` command: 2 for a bad configuration or
+usage, 1 for a server that cannot start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import sys
+
+import click
+
+from .config import Config, ConfigError, load_config, parse_duration
+
+
+FLAGS = {"http.addr": "--listen", "storage.filesystem.rootdirectory": "--root"}
+
+
+def _config(config_file: str | None, **overrides: str | None) -> Config:
+    try:
+        return load_config(config_file, overrides, flags=FLAGS)
+    except ConfigError as exc:
+        click.echo(f"berth: config error: {exc}", err=True)
+        sys.exit(2)
+
+
+config_option = click.option(
+    "--config", "config_file", type=click.Path(dir_okay=False), help="YAML config file"
+)
+root_option = click.option(
+    "--root", type=click.Path(file_okay=False),
+    help="storage directory (storage.filesystem.rootdirectory)",
+)
+
+
+@click.command()
+@config_option
+@click.option("--listen", metavar="HOST:PORT", help="address to serve on (http.addr)")
+@root_option
+def serve(config_file: str | None, listen: str | None, root: str | None) -> None:
+    """Run the registry (defaults: 127.0.0.1:5000, disk storage under ./data)."""
+    from .app import serve as run
+
+    config = _config(config_file, **{
+        "http.addr": listen, "storage.filesystem.rootdirectory": root,
+    })
+    try:
+        run(config)
+    except ConfigError as exc:
+        click.echo(f"berth: config error: {exc}", err=True)
+        sys.exit(2)
+    except OSError as exc:
+        click.echo(f"berth: cannot serve on {config.http.addr}: {exc.strerror}", err=True)
+        sys.exit(1)
+
+
+@click.command()
+@config_option
+@root_option
+@click.option("--dry-run", is_flag=True, help="report what would be deleted, delete nothing")
+@click.option("--delete-untagged", is_flag=True,
+              help="also forget manifests that no tag reaches (directly, by index or referrer)")
+@click.option("--grace", default="1h", show_default=True,
+              help="keep unreferenced blobs younger than this (pushes in progress): a "
+                   "duration (30m, 1h) or seconds")
+@click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
+def gc(config_file: str | None, root: str | None, dry_run: bool, delete_untagged: bool,
+       grace: str, as_json: bool) -> None:
+    """Delete blobs no manifest references (safe while the registry serves)."""
+    from .storage import open_registry
+    from .storage.gc import GarbageCollector, GCReport
+
+    config = _config(config_file, **{"storage.filesystem.rootdirectory": root})
+    try:
+        grace_seconds = parse_duration(grace)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--grace") from None
+
+    async def run() -> GCReport:
+        registry = open_registry(config)
+        try:
+            return await GarbageCollector(registry, grace_seconds).collect(
+                dry_run, delete_untagged
+            )
+        finally:
+            await registry.close()
+
+    report = asyncio.run(run())
+    for warning in report.warnings:
+        click.echo(f"berth: warning: {warning}", err=True)
+    if as_json:
+        click.echo(json.dumps(dataclasses.asdict(report), indent=2))
+        return
+    verb = "would delete" if dry_run else "deleted"
+    click.echo(
+        f"{report.repositories} repositories, {report.manifests} manifests, "
+        f"{report.marked} blobs referenced; {verb} {len(report.deleted_blobs)} blobs "
+        f"({report.freed_bytes} bytes) and {len(report.deleted_manifests)} untagged manifests; "
+        f"kept {report.kept_young} unreferenced blobs younger than {grace}"
+    )
