@@ -11,12 +11,12 @@ import ssl
 from collections.abc import AsyncIterator, Sequence
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
+from aiohttp.typedefs import Handler, Middleware
 
 from . import auth
 from .api import blobs, catalog, manifests, referrers, tags, uploads
 from .api.accesslog import AccessLogger
-from .api.common import CONFIG, REGISTRY, Handler
+from .api.common import CONFIG, REGISTRY
 from .api.framing import SpecRunner
 from .api.middleware import spec_errors
 from .config import Config, ConfigError, TLSSettings, split_address

@@ -17,7 +17,6 @@ import click
 
 from .config import Config, ConfigError, load_config, parse_duration
 
-
 FLAGS = {"http.addr": "--listen", "storage.filesystem.rootdirectory": "--root"}
 
 

@@ -4,13 +4,16 @@ Every 4xx body uses one of the spec's fourteen codes (v1.1: "The code field MUST
 the following"); the message says what exactly went wrong. 5xx bodies are not bound by
 that list: Berth answers UNKNOWN (a bug) and UNAVAILABLE (storage down, retry later).
 
-Registry semantics raise these; the HTTP layer turns each into its status and the
-spec's JSON body `{"errors": [{"code", "message", "detail"}]}`.
+Registry semantics raise these with what went wrong; `response()` is their HTTP form:
+the status and the spec's JSON body `{"errors": [{"code", "message", "detail"}]}`.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any, ClassVar
+
+from aiohttp import web
 
 
 class RegistryError(Exception):
@@ -38,6 +41,15 @@ class RegistryError(Exception):
         if self.detail is not None:
             error["detail"] = self.detail
         return {"errors": [error]}
+
+    def response(self) -> web.Response:
+        """The HTTP answer: the status, the spec's JSON body, the error's headers (the one
+        place the body is rendered, for the API and the token server alike)."""
+        response = web.Response(status=self.status, body=json.dumps(self.body()).encode(),
+                                content_type="application/json", headers=self.headers)
+        if self.closes_connection:
+            response.force_close()
+        return response
 
 
 def _rebuild(cls: type[RegistryError], message: str, detail: Any,

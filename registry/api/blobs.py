@@ -32,7 +32,7 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
         content = await reg.blobs.open(name, digest, redirect=redirect)
     except errors.BlobUnknown as exc:
         await name_known(request, name, exc)
-    return await send_blob(request, content, reg.driver, headers)
+    return await send_blob(request, content, headers)
 
 
 async def delete_blob(request: web.Request) -> web.StreamResponse:

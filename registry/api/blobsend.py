@@ -12,7 +12,6 @@ from aiohttp.abc import AbstractStreamWriter
 
 from .. import errors
 from ..storage.blobs import BlobContent
-from ..storage.drivers.base import StorageDriver
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _FALLBACK_CHUNK = 1024 * 1024
@@ -59,13 +58,11 @@ def _unsatisfiable(size: int) -> errors.RegistryError:
 class BlobResponse(web.StreamResponse):
     """Streams a blob after the headers: sendfile for local files, else driver reads."""
 
-    def __init__(
-        self, content: BlobContent, driver: StorageDriver, offset: int, count: int,
-        status: int, headers: dict[str, str],
-    ) -> None:
+    def __init__(self, content: BlobContent, offset: int, count: int, status: int,
+                 headers: dict[str, str]) -> None:
         super().__init__(status=status, headers=headers)
         self.content_length = count
-        self._content, self._driver = content, driver
+        self._content = content
         self._offset, self._count = offset, count
         self._sent_by_sendfile = 0  # bytes the stream writer never saw
 
@@ -86,14 +83,12 @@ class BlobResponse(web.StreamResponse):
             if fobj is not None:
                 await self._sendfile(request, writer, fobj)
             else:
-                stream = self._driver.reader(self._content.path, self._offset, self._count)
-                async for chunk in stream:
+                async for chunk in self._content.stream(self._offset, self._count):
                     await writer.write(chunk)
             await super().write_eof()
             return writer
         finally:
-            if fobj is not None:
-                await asyncio.get_running_loop().run_in_executor(None, fobj.close)
+            await self._content.close()
 
     async def _sendfile(
         self, request: web.BaseRequest, writer: AbstractStreamWriter, fobj: BinaryIO
@@ -123,12 +118,11 @@ def _pread(fobj: BinaryIO, position: int, size: int) -> bytes:
     return os.pread(fobj.fileno(), size, position)
 
 
-async def send_blob(
-    request: web.Request, content: BlobContent, driver: StorageDriver,
-    headers: dict[str, str],
-) -> web.StreamResponse:
+async def send_blob(request: web.Request, content: BlobContent,
+                    headers: dict[str, str]) -> web.StreamResponse:
     """The GET/HEAD answer for a blob: redirect, 200 or 206."""
     if content.redirect is not None:
+        await content.close()
         raise web.HTTPTemporaryRedirect(content.redirect, headers=headers)
     size = content.size
     headers = {**headers, "Accept-Ranges": "bytes", "Content-Type": "application/octet-stream"}
@@ -137,11 +131,10 @@ async def send_blob(
     try:
         selected = parse_range(request.headers.get("Range"), size) if ranged else None
     except errors.RegistryError:
-        if content.file is not None:
-            await asyncio.get_running_loop().run_in_executor(None, content.file.close)
+        await content.close()
         raise
     if selected is None:
-        return BlobResponse(content, driver, 0, size, 200, headers)
+        return BlobResponse(content, 0, size, 200, headers)
     start, end = selected
     headers["Content-Range"] = f"bytes {start}-{end}/{size}"
-    return BlobResponse(content, driver, start, end - start + 1, 206, headers)
+    return BlobResponse(content, start, end - start + 1, 206, headers)

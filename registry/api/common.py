@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any, NoReturn
 from urllib.parse import urlencode
 
@@ -18,9 +18,6 @@ from ..storage import Registry
 
 REGISTRY = web.AppKey("registry", Registry)
 CONFIG = web.AppKey("config", Config)
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
 
 class PaginationInvalid(errors.RegistryError):
     code, status = "UNSUPPORTED", 400

@@ -38,26 +38,13 @@ async def get_manifest(request: web.Request) -> web.StreamResponse:
     return web.Response(body=data, headers=headers)
 
 
-async def _read_limited(request: web.Request, limit: int) -> bytes:
-    if request.content_length is not None and request.content_length > limit:
-        raise errors.ManifestTooLarge(detail={"limit": limit, "size": request.content_length})
-    parts: list[bytes] = []
-    total = 0
-    async for chunk in body_stream(request):
-        total += len(chunk)
-        if total > limit:
-            raise errors.ManifestTooLarge(detail={"limit": limit})
-        parts.append(chunk)
-    return b"".join(parts)
-
-
 async def put_manifest(request: web.Request) -> web.StreamResponse:
     name = repository(request)
     reference = request.match_info["reference"]
-    data = await _read_limited(request, config(request).berth.manifest_max_bytes)
     extra_tags = request.query.getall("tag", [])
     info = await registry(request).manifests.put(
-        name, reference, data, request.headers.get("Content-Type"), extra_tags=extra_tags,
+        name, reference, body_stream(request), request.headers.get("Content-Type"),
+        declared_length=request.content_length, extra_tags=extra_tags,
     )
     headers = {
         "Location": f"/v2/{name}/manifests/{info.digest}",

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from aiohttp.web_exceptions import HTTPException
 
 from .. import errors
 from ..storage.drivers.base import StorageError, StorageFull
-from .common import Handler
 
 log = logging.getLogger("registry.api")
 
@@ -41,14 +40,8 @@ _storage_full = OncePerMinute("storage is full: writes are refused with 503")
 
 
 def error_response(exc: errors.RegistryError) -> web.Response:
-    response = web.Response(
-        status=exc.status,
-        body=json.dumps(exc.body()).encode(),
-        content_type="application/json",
-        headers={**exc.headers, **API_VERSION},
-    )
-    if exc.closes_connection:
-        response.force_close()
+    response = exc.response()
+    response.headers.update(API_VERSION)
     return response
 
 

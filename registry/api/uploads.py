@@ -2,29 +2,45 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 
 from aiohttp import web
 
 from client.oci.reference import is_valid_name
-from client.oci.scope import REPOSITORY
 
 from .. import errors
 from ..auth.access import access
-from ..auth.policy import PULL
-from ..storage.uploads import UploadState
+from ..storage.uploads import ChunkOutOfOrder, UploadState
 from .common import body_stream, config, digest_param, has_body, registry, repository
 
 _CONTENT_RANGE = re.compile(r"^(?:bytes )?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
 
 
-def _session_headers(request: web.Request, state: UploadState) -> dict[str, str]:
+def _position(state: UploadState) -> dict[str, str]:
+    """Where a session stands: its URL, and `Range` inclusive (`0-0` when empty, as
+    distribution answers)."""
     return {
-        "Location": state.location,
-        "Range": state.range,
+        "Location": f"/v2/{state.name}/blobs/uploads/{state.id}",
+        "Range": f"0-{max(state.offset - 1, 0)}",
         "Docker-Upload-UUID": state.id,
-        "OCI-Chunk-Min-Length": str(config(request).chunk_min_length),
     }
+
+
+def _session_headers(request: web.Request, state: UploadState) -> dict[str, str]:
+    return {**_position(state),
+            "OCI-Chunk-Min-Length": str(config(request).chunk_min_length)}
+
+
+@contextlib.contextmanager
+def _out_of_order_says_where() -> Iterator[None]:
+    """A chunk that does not continue the session: 416 with where it stands."""
+    try:
+        yield
+    except ChunkOutOfOrder as exc:
+        exc.headers.update(_position(exc.state))
+        raise
 
 
 def _blob_created(name: str, digest: str) -> web.Response:
@@ -65,14 +81,9 @@ async def start_upload(request: web.Request) -> web.StreamResponse:
         digest = digest_param(mount, "mount")
         source = query.get("from")
         # A mount the registry cannot (or, for this caller, may not) do falls back to an
-        # upload session (202), as the spec asks: a `from` that names no repository, or
-        # one the caller cannot pull; without `from` (any repository) only when no auth.
-        caller = access(request)
-        allowed = (caller.allows(REPOSITORY, source, PULL) if source is not None
-                   else caller.unrestricted)
-        if allowed and (source is None or is_valid_name(source)) and await reg.blobs.mount(
-            name, digest, source
-        ) is not None:
+        # upload session (202), as the spec asks.
+        if (source is None or is_valid_name(source)) and access(request).may_mount_from(
+                source) and await reg.blobs.mount(name, digest, source) is not None:
             return _blob_created(name, str(digest))
         # Not mountable: fall back to an ordinary session, as the spec requires.
     elif "digest" in query:
@@ -92,9 +103,10 @@ async def upload_status(request: web.Request) -> web.StreamResponse:
 async def patch_upload(request: web.Request) -> web.StreamResponse:
     name = repository(request)
     start, length = _chunk_range(request)
-    state = await registry(request).uploads.append(
-        name, request.match_info["uuid"], body_stream(request), start, length
-    )
+    with _out_of_order_says_where():
+        state = await registry(request).uploads.append(
+            name, request.match_info["uuid"], body_stream(request), start, length
+        )
     return web.Response(status=202, headers=_session_headers(request, state))
 
 
@@ -103,9 +115,10 @@ async def finish_upload(request: web.Request) -> web.StreamResponse:
     digest = digest_param(request.query.get("digest"))
     start, length = _chunk_range(request)
     body = body_stream(request) if has_body(request) or length else None
-    await registry(request).uploads.commit(
-        name, request.match_info["uuid"], digest, body, start, length
-    )
+    with _out_of_order_says_where():
+        await registry(request).uploads.commit(
+            name, request.match_info["uuid"], digest, body, start, length
+        )
     return _blob_created(name, str(digest))
 
 

@@ -64,6 +64,14 @@ class Access:
         """Whether `_catalog` shows this repository to the caller."""
         return True
 
+    def may_mount_from(self, source: str | None) -> bool:
+        """Whether a cross-repository mount may link a blob from `source`: one the caller
+        can pull; without `from` (any repository holding the blob) only when access is
+        unrestricted (no auth)."""
+        if source is None:
+            return self.unrestricted
+        return self.allows(REPOSITORY, source, PULL)
+
 
 OPEN = Access()
 ACCESS = web.RequestKey("access", Access)

@@ -14,9 +14,9 @@ import binascii
 import logging
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from .. import errors
-from ..api.common import Handler
 from ..config import AuthSettings
 from .access import ACCESS, Access, Need, PolicyAccess, TokenAccess, required
 from .files import AuthFiles

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import json
 import logging
 from typing import Any
 
@@ -33,14 +32,6 @@ log = logging.getLogger("registry.auth")
 
 class _BadRequest(errors.RegistryError):
     code, status = "UNSUPPORTED", 400
-
-
-def _error(exc: errors.RegistryError) -> web.Response:
-    response = web.Response(status=exc.status, body=json.dumps(exc.body()).encode(),
-                            content_type="application/json", headers=exc.headers)
-    if exc.closes_connection:
-        response.force_close()
-    return response
 
 
 def _scopes(texts: list[str]) -> list[Scope]:
@@ -108,7 +99,7 @@ class TokenServer:
                 body["refresh_token"] = self._refresh_token(user)
             return self._issue(user, wanted, body)
         except errors.RegistryError as exc:
-            return _error(exc)
+            return exc.response()
 
     async def post(self, request: web.Request) -> web.StreamResponse:
         try:
@@ -136,7 +127,7 @@ class TokenServer:
                                   "(use password or refresh_token)")
             return self._issue(user, wanted, body)
         except errors.RegistryError as exc:
-            return _error(exc)
+            return exc.response()
 
     async def _basic_user(self, request: web.Request) -> str | None:
         header = request.headers.get("Authorization", "")

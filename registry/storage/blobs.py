@@ -6,6 +6,8 @@ written when it was pushed or mounted there.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -20,13 +22,24 @@ from .repositories import RepositoryStore
 
 @dataclass(slots=True)
 class BlobContent:
-    """How to send a blob: a local file for sendfile, a redirect, or a driver stream."""
+    """A blob ready to be sent, in the best way its backend offers: a `redirect` URL, a
+    local `file` (for zero-copy sendfile), or else `stream()` from storage. `close()`
+    releases what opening took; the caller never learns where the blob is stored."""
 
     digest: Digest
     size: int
-    path: str
-    file: BinaryIO | None = None
-    redirect: str | None = None
+    redirect: str | None
+    file: BinaryIO | None
+    _driver: StorageDriver
+    _key: str
+
+    def stream(self, offset: int, length: int) -> AsyncIterator[bytes]:
+        return self._driver.reader(self._key, offset, length)
+
+    async def close(self) -> None:
+        if self.file is not None:
+            file, self.file = self.file, None
+            await asyncio.get_running_loop().run_in_executor(None, file.close)
 
 
 class BlobStore:
@@ -53,17 +66,18 @@ class BlobStore:
         raise errors.BlobUnknown(detail={"digest": str(digest)})
 
     async def open(self, name: str, digest: Digest, redirect: bool = False) -> BlobContent:
+        """A blob readable in `name`, ready to send; `redirect`: a URL when the backend
+        can give one (presigned S3)."""
         size = await self.stat(name, digest)
-        path = paths.blob_data(digest)
-        content = BlobContent(digest, size, path)
-        if redirect:
-            content.redirect = await self.driver.redirect_url(path)
-        if content.redirect is None:
+        key = paths.blob_data(digest)
+        url = await self.driver.redirect_url(key) if redirect else None
+        file = None
+        if url is None:
             try:
-                content.file = await self.driver.open_local(path)
+                file = await self.driver.open_local(key)
             except PathNotFoundError:
                 raise errors.BlobUnknown(detail={"digest": str(digest)}) from None
-        return content
+        return BlobContent(digest, size, url, file, self.driver, key)
 
     async def read(self, digest: Digest) -> bytes:
         return await self.driver.get(paths.blob_data(digest))

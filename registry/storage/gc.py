@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from client.oci.digest import Digest, DigestError
+from client.oci.digest import Digest
 from client.oci.manifest import ManifestError, parse_manifest
 
 from . import paths
@@ -115,14 +115,11 @@ class GarbageCollector:
 
     async def _sweep(self, marked: set[Digest], report: GCReport, dry_run: bool) -> None:
         cutoff = time.time() - self.grace
-        for algorithm in await self._list(paths.BLOBS):
-            for prefix in await self._list(f"{paths.BLOBS}/{algorithm}"):
-                for hex_ in await self._list(f"{paths.BLOBS}/{algorithm}/{prefix}"):
-                    try:
-                        digest = Digest.parse(f"{algorithm}:{hex_}")
-                    except DigestError:
-                        continue
-                    if digest in marked:
+        for algorithm in await self._list(paths.blob_tree()):
+            for prefix in await self._list(paths.blob_tree(algorithm)):
+                for hex_ in await self._list(paths.blob_tree(algorithm, prefix)):
+                    digest = paths.digest_named(algorithm, hex_)
+                    if digest is None or digest in marked:
                         continue
                     try:
                         info = await self.driver.stat(paths.blob_data(digest))

@@ -15,32 +15,29 @@ from collections.abc import Awaitable, Callable, Iterable
 from .drivers.base import StorageDriver
 from .links import link_exists
 from .parallel import each
+from .paths import IndexKeys
 
 WRITES_IN_FLIGHT = 32  # index entries written at once when indexing existing content
 
 
 class FlatIndex:
-    def __init__(self, driver: StorageDriver, prefix: str, complete: str,
-                 end: str = "") -> None:
-        self.driver, self.prefix, self.complete, self.end = driver, prefix, complete, end
+    def __init__(self, driver: StorageDriver, keys: IndexKeys) -> None:
+        self.driver, self.keys = driver, keys
         self._known_complete = False  # the marker never goes away once written
 
-    def key(self, entry: str) -> str:
-        return f"{self.prefix}/{entry}{self.end}"
-
     async def add(self, entry: str) -> None:
-        await self.driver.put(self.key(entry), b"")
+        await self.driver.put(self.keys.key(entry), b"")
 
     async def remove(self, entry: str) -> None:
-        await self.driver.delete(self.key(entry))
+        await self.driver.delete(self.keys.key(entry))
 
     async def is_complete(self) -> bool:
         if not self._known_complete:
-            self._known_complete = await link_exists(self.driver, self.complete)
+            self._known_complete = await link_exists(self.driver, self.keys.complete)
         return self._known_complete
 
     async def mark_complete(self) -> None:
-        await self.driver.put(self.complete, b"")
+        await self.driver.put(self.keys.complete, b"")
         self._known_complete = True
 
     async def ensure(self, existing: Callable[[], Awaitable[Iterable[str]]]) -> None:
@@ -54,9 +51,9 @@ class FlatIndex:
 
     async def page(self, after: str | None = None, limit: int | None = None) -> list[str]:
         """Entries after `after`, at most `limit`, in lexical order."""
-        start = None if after is None else after + self.end
-        keys = await self.driver.list_keys(self.prefix, start, limit)
-        return [k[: len(k) - len(self.end)] for k in keys if k.endswith(self.end)]
+        start = None if after is None else self.keys.listed_after(after)
+        listed = await self.driver.list_keys(self.keys.prefix, start, limit)
+        return [e for e in map(self.keys.entry, listed) if e is not None]
 
     async def select(self, accept: Callable[[str], bool], after: str | None,
                      limit: int | None) -> tuple[list[str], bool]:

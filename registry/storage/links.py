@@ -6,6 +6,7 @@ import logging
 
 from client.oci.digest import Digest, DigestError
 
+from . import paths
 from .drivers.base import PathNotFoundError, StorageDriver
 
 log = logging.getLogger(__name__)
@@ -39,19 +40,15 @@ async def delete_link(driver: StorageDriver, path: str) -> None:
 
 async def list_digests(driver: StorageDriver, base: str) -> list[Digest]:
     """The digests of a `<base>/<alg>/<hex>/` tree of links, in order."""
-    found = []
+    found: list[Digest] = []
     try:
         algorithms = await driver.list_dir(base)
     except PathNotFoundError:
         return []
     for algorithm in algorithms:
         try:
-            names = await driver.list_dir(f"{base}/{algorithm}")
+            names = await driver.list_dir(paths.digest_tree(base, algorithm))
         except PathNotFoundError:
             continue
-        for name in names:
-            try:
-                found.append(Digest.parse(f"{algorithm}:{name}"))
-            except DigestError:
-                continue
+        found.extend(d for d in (paths.digest_named(algorithm, n) for n in names) if d)
     return found

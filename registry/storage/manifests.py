@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 
 from client.oci import mediatypes as mt
 from client.oci.digest import CANONICAL, Digest, DigestError
@@ -105,18 +105,32 @@ class ManifestStore:
 
     # -- writing ------------------------------------------------------------------
 
+    async def _receive(self, body: AsyncIterator[bytes], declared: int | None) -> bytes:
+        """A pushed manifest's bytes, refused (413) as soon as they exceed the limit."""
+        if declared is not None and declared > self.max_bytes:
+            raise errors.ManifestTooLarge(detail={"limit": self.max_bytes, "size": declared})
+        parts: list[bytes] = []
+        total = 0
+        async for chunk in body:
+            total += len(chunk)
+            if total > self.max_bytes:
+                raise errors.ManifestTooLarge(detail={"limit": self.max_bytes})
+            parts.append(chunk)
+        return b"".join(parts)
+
     async def put(
-        self, name: str, reference: str, data: bytes, content_type: str | None,
-        extra_tags: Iterable[str] = (),
+        self, name: str, reference: str, body: AsyncIterator[bytes], content_type: str | None,
+        declared_length: int | None = None, extra_tags: Iterable[str] = (),
     ) -> ManifestInfo:
-        if len(data) > self.max_bytes:
-            raise errors.ManifestTooLarge(detail={"limit": self.max_bytes, "size": len(data)})
+        """Store a pushed manifest (its body as it arrives; `declared_length`: what its
+        Content-Length says, refused early when over `berth.manifest_max_bytes`)."""
         ref = parse_reference(reference)
         tags = [ref] if isinstance(ref, str) else []
         tags.extend(t for t in extra_tags if t not in tags)
         for tag in tags:
             if not is_valid_tag(tag):
                 raise errors.ManifestInvalid(f"invalid tag {tag!r}", detail={"tag": tag})
+        data = await self._receive(body, declared_length)
         algorithm = ref.algorithm if isinstance(ref, Digest) else CANONICAL
         policy = self.url_policy if self.validate else None
         examined = await off_loop(len(data), examine, data, content_type, algorithm, policy)

@@ -27,16 +27,45 @@ every character a name may hold ("a!" < "a-b!" < "a/b!", as "a" < "a-b" < "a/b")
 
 from __future__ import annotations
 
-from client.oci.digest import Digest
+from dataclasses import dataclass
+
+from client.oci.digest import Digest, DigestError
 
 ROOT = "docker/registry/v2"
 REPOSITORIES = f"{ROOT}/repositories"
 BLOBS = f"{ROOT}/blobs"
-CATALOG = f"{ROOT}/_index/repositories"  # Berth: one key per repository, for `_catalog`
-CATALOG_COMPLETE = f"{ROOT}/_index/repositories.complete"
-CATALOG_END = "!"
-OLD_CATALOG = f"{ROOT}/_catalog"  # the first index (one directory per name: wrong order)
+OLD_CATALOG_INDEX = f"{ROOT}/_catalog"  # the first index (one directory per name: wrong order)
+# A repository exists while it holds one of these (directories exist while they have content).
 REPOSITORY_MARKERS = ("_layers", "_manifests")
+# Directories below a repository that hold no upload sessions (a walk for them skips these).
+NOT_UPLOADS = ("_layers", "_manifests", "_referrers")
+UPLOAD_FILES = ("data", "startedat")  # those whose times say when a session was last used
+
+
+@dataclass(frozen=True, slots=True)
+class IndexKeys:
+    """The keys of a flat index: one empty object per entry under `prefix` (ending in
+    `end`, so that byte order is entry order), and the marker saying it is `complete`."""
+
+    prefix: str
+    complete: str
+    end: str = ""
+
+    def key(self, entry: str) -> str:
+        return f"{self.prefix}/{entry}{self.end}"
+
+    def listed_after(self, entry: str) -> str:
+        """The listing position (relative to `prefix`) just after `entry`."""
+        return entry + self.end
+
+    def entry(self, listed: str) -> str | None:
+        """The entry a listed key (relative to `prefix`) stands for; None for other keys."""
+        return listed[: len(listed) - len(self.end)] if listed.endswith(self.end) else None
+
+
+# Berth: one key per repository, for `_catalog`
+CATALOG_INDEX = IndexKeys(f"{ROOT}/_index/repositories", f"{ROOT}/_index/repositories.complete",
+                          "!")
 
 
 def blob_dir(digest: Digest) -> str:
@@ -47,8 +76,45 @@ def blob_data(digest: Digest) -> str:
     return f"{blob_dir(digest)}/data"
 
 
-def catalog_entry(name: str) -> str:
-    return f"{CATALOG}/{name}{CATALOG_END}"
+def blob_tree(*levels: str) -> str:
+    """`blobs`, `blobs/<alg>`, `blobs/<alg>/<xx>`: the levels of the content store."""
+    return "/".join((BLOBS, *levels))
+
+
+def digest_tree(base: str, algorithm: str) -> str:
+    """The `<base>/<alg>` level of a `<base>/<alg>/<hex>/…` tree of links."""
+    return f"{base}/{algorithm}"
+
+
+def digest_named(algorithm: str, encoded: str) -> Digest | None:
+    """The digest a `<alg>/<hex>` pair of directory names stands for (None: not one)."""
+    try:
+        return Digest.parse(f"{algorithm}:{encoded}")
+    except DigestError:
+        return None
+
+
+def repository_markers(name: str) -> list[str]:
+    return [f"{repository(name)}/{marker}" for marker in REPOSITORY_MARKERS]
+
+
+def repository_of_marker(walked: str) -> str | None:
+    """The repository a walked path (relative to REPOSITORIES) marks, if it is a marker."""
+    parent, _, leaf = walked.rpartition("/")
+    return parent if parent and leaf in REPOSITORY_MARKERS else None
+
+
+def upload_of(walked: str) -> tuple[str, str, str] | None:
+    """(repository, upload id, file) for a walked path (relative to REPOSITORIES) that is
+    one of a session's UPLOAD_FILES; None otherwise."""
+    repo, marker, rest = walked.rpartition("/_uploads/")
+    upload_id, _, leaf = rest.partition("/")
+    return (repo, upload_id, leaf) if marker and leaf in UPLOAD_FILES else None
+
+
+def walked(relative: str) -> str:
+    """The key of a path a walk of REPOSITORIES found."""
+    return f"{REPOSITORIES}/{relative}"
 
 
 def repository(name: str) -> str:
@@ -88,12 +154,8 @@ def tag_link(name: str, tag_name: str) -> str:
     return f"{tag(name, tag_name)}/current/link"
 
 
-def tag_index(name: str) -> str:
-    return f"{repository(name)}/_tags"
-
-
-def tag_index_complete(name: str) -> str:
-    return f"{repository(name)}/_tags.complete"
+def tag_index(name: str) -> IndexKeys:
+    return IndexKeys(f"{repository(name)}/_tags", f"{repository(name)}/_tags.complete")
 
 
 def uploads(name: str) -> str:

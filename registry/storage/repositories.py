@@ -24,17 +24,16 @@ REMEMBER = 60.0  # seconds a written marker is not rewritten by this process
 class RepositoryStore:
     def __init__(self, driver: StorageDriver) -> None:
         self.driver = driver
-        self.index = FlatIndex(driver, paths.CATALOG, paths.CATALOG_COMPLETE, paths.CATALOG_END)
+        self.index = FlatIndex(driver, paths.CATALOG_INDEX)
         # when this process last wrote each marker (a garbage collection elsewhere may have
         # removed one since, so the memory only saves rewrites for a short while)
         self._registered: dict[str, float] = {}
 
     async def exists(self, name: str) -> bool:
         """Whether the repository holds anything (directories exist while they have content)."""
-        base = paths.repository(name)
-        for marker in paths.REPOSITORY_MARKERS:
+        for marker in paths.repository_markers(name):
             try:
-                await self.driver.stat(f"{base}/{marker}")
+                await self.driver.stat(marker)
             except PathNotFoundError:
                 continue
             return True
@@ -61,7 +60,7 @@ class RepositoryStore:
             return None
         found = await self.walk_names()
         await self.index.ensure(lambda: _at_hand(found))
-        await self.driver.delete(paths.OLD_CATALOG)  # the first index, superseded
+        await self.driver.delete(paths.OLD_CATALOG_INDEX)  # the first index, superseded
         return len(found)
 
     async def names(self) -> list[str]:
@@ -81,12 +80,7 @@ class RepositoryStore:
             entries = await self.driver.walk(paths.REPOSITORIES, lambda d: d.startswith("_"))
         except PathNotFoundError:
             return []
-        found = set()
-        for entry in entries:
-            parent, _, leaf = entry.rpartition("/")
-            if parent and leaf in paths.REPOSITORY_MARKERS:
-                found.add(parent)
-        return sorted(found)
+        return sorted({r for r in map(paths.repository_of_marker, entries) if r is not None})
 
     async def forget(self, name: str) -> None:
         """Drop the catalog marker of a repository that no longer holds anything."""

@@ -26,8 +26,7 @@ class TagStore:
         if index is None:
             if len(self._indexes) > 10_000:
                 self._indexes.clear()
-            index = self._indexes[name] = FlatIndex(
-                self.driver, paths.tag_index(name), paths.tag_index_complete(name))
+            index = self._indexes[name] = FlatIndex(self.driver, paths.tag_index(name))
         return index
 
     async def resolve(self, name: str, tag: str) -> Digest:

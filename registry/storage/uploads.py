@@ -39,16 +39,15 @@ _HASHER_CACHE = 4096
 class UploadState:
     name: str
     id: str
-    offset: int
+    offset: int  # bytes received so far
 
-    @property
-    def location(self) -> str:
-        return f"/v2/{self.name}/blobs/uploads/{self.id}"
 
-    @property
-    def range(self) -> str:
-        """The Range header value: inclusive, `0-0` for an empty session (as distribution)."""
-        return f"0-{max(self.offset - 1, 0)}"
+class ChunkOutOfOrder(errors.RangeInvalid):
+    """A chunk that does not start where the session stands (416); `state` says where."""
+
+    def __init__(self, message: str, state: UploadState) -> None:
+        super().__init__(message)
+        self.state = state
 
 
 async def _rechunk(body: AsyncIterator[bytes], size: int) -> AsyncIterator[bytes]:
@@ -138,11 +137,8 @@ class UploadStore:
         length: int | None = None, save_state: bool = True, fresh: bool = False,
     ) -> UploadState:
         if start is not None and start != state.offset:
-            raise errors.RangeInvalid(
-                f"chunk starts at {start}, the upload is at {state.offset}",
-                headers={"Range": state.range, "Location": state.location,
-                         "Docker-Upload-UUID": state.id},
-            )
+            raise ChunkOutOfOrder(f"chunk starts at {start}, the upload is at {state.offset}",
+                                  state)
         algorithm, hasher = await self._hasher(state, None)
         appender = await self.driver.appender(
             paths.upload_data(state.name, state.id), resume_at=state.offset, fresh=fresh
@@ -311,19 +307,18 @@ class UploadStore:
             if aborted:
                 log.info("aborted %d half-written appends left by stopped processes", aborted)
         try:
-            entries = await self.driver.walk(
-                paths.REPOSITORIES, lambda d: d in ("_layers", "_manifests", "_referrers")
-            )
+            entries = await self.driver.walk(paths.REPOSITORIES,
+                                             lambda d: d in paths.NOT_UPLOADS)
         except PathNotFoundError:
             return []
         last_activity: dict[tuple[str, str], float] = {}
         for entry in entries:
-            repo, marker, rest = entry.rpartition("/_uploads/")
-            upload_id, _, leaf = rest.partition("/")
-            if not marker or leaf not in ("data", "startedat"):
+            found = paths.upload_of(entry)
+            if found is None:
                 continue
+            repo, upload_id, _ = found
             try:
-                info = await self.driver.stat(f"{paths.REPOSITORIES}/{entry}")
+                info = await self.driver.stat(paths.walked(entry))
             except PathNotFoundError:
                 continue
             key = (repo, upload_id)

@@ -53,6 +53,15 @@ class Appender(abc.ABC):
         """Drop what was written since opening and release the stream."""
 
 
+def key_parts(path: str) -> list[str]:
+    """The components of a storage path, refusing any that could leave the driver's root
+    or alias another key (empty, `.`, `..`): the one check every driver makes."""
+    parts = path.strip("/").split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        raise ValueError(f"unsafe storage path {path!r}")
+    return parts
+
+
 def page_of(keys: Iterable[str], start_after: str | None, limit: int | None) -> list[str]:
     """`list_keys` over keys at hand: sorted, after `start_after`, at most `limit`."""
     ordered = sorted(k for k in keys if start_after is None or k > start_after)

@@ -28,6 +28,7 @@ from .base import (
     StorageDriver,
     StorageError,
     StorageFull,
+    key_parts,
     page_of,
 )
 
@@ -107,10 +108,7 @@ class FilesystemDriver(StorageDriver):
         return str(self.root)
 
     def _path(self, key: str) -> Path:
-        parts = key.strip("/").split("/")
-        if any(p in ("", ".", "..") for p in parts):
-            raise ValueError(f"unsafe storage path {key!r}")
-        return self.root.joinpath(*parts)
+        return self.root.joinpath(*key_parts(key))
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         try:

@@ -12,6 +12,7 @@ from .base import (
     PathNotFoundError,
     StorageDriver,
     StorageError,
+    key_parts,
     page_of,
     walk_keys,
 )
@@ -20,10 +21,7 @@ _CHUNK = 1024 * 1024
 
 
 def _clean(path: str) -> str:
-    parts = path.strip("/").split("/")
-    if any(p in ("", ".", "..") for p in parts):
-        raise ValueError(f"unsafe storage path {path!r}")
-    return "/".join(parts)
+    return "/".join(key_parts(path))
 
 
 class _MemoryAppender(Appender):

@@ -43,6 +43,7 @@ from .base import (
     StorageDriver,
     StorageError,
     StorageFull,
+    key_parts,
     walk_keys,
 )
 
@@ -152,10 +153,7 @@ class S3Driver(StorageDriver):
     # -- plumbing -----------------------------------------------------------------
 
     def _key(self, path: str) -> str:
-        parts = path.strip("/").split("/")
-        if any(p in ("", ".", "..") for p in parts):
-            raise ValueError(f"unsafe storage path {path!r}")
-        return self.prefix + "/".join(parts)
+        return self.prefix + "/".join(key_parts(path))
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         call = functools.partial(fn, *args, **kwargs)
