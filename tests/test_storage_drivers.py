@@ -172,8 +172,9 @@ async def test_half_done_appends_are_cleaned_up(driver: StorageDriver) -> None:
     aborted = await driver.abort_stale_writes("r", older_than=0)
     if isinstance(driver, S3Driver):
         assert aborted == 1
-        uploads = driver._s3.list_multipart_uploads(Bucket=driver.bucket,
-                                                    Prefix=driver.prefix).get("Uploads", [])
+        bucket = driver.bucket
+        uploads = bucket.s3.list_multipart_uploads(Bucket=bucket.name,
+                                                   Prefix=bucket.prefix).get("Uploads", [])
         assert uploads == []
         with pytest.raises(PathNotFoundError):
             await driver.stat("r/_uploads/x/data")
