@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -22,20 +22,13 @@ log = logging.getLogger(__name__)
 ENV_PREFIX = "BERTH_"
 MiB = 1024 * 1024
 
-# distribution sections Berth accepts in a copied config.yml but does not use.
-IGNORED_SECTIONS = {
-    ("version",), ("health",), ("redis",), ("proxy",), ("compatibility",), ("reporting",),
-    ("http", "secret"), ("http", "headers"), ("http", "debug"), ("http", "relativeurls"),
-    ("http", "host"), ("http", "http2"), ("http", "tls", "letsencrypt"),
-    ("auth", "token", "autoredirect"), ("auth", "token", "autoredirectpath"),
-    ("log", "fields"), ("log", "hooks"),
-    ("storage", "cache"), ("storage", "tag"), ("storage", "s3", "secure"),
-    ("storage", "s3", "v4auth"), ("storage", "s3", "skipverify"),
-    ("storage", "s3", "multipartcopychunksize"), ("storage", "s3", "multipartcopymaxconcurrency"),
-    ("storage", "s3", "multipartcopythresholdsize"), ("storage", "s3", "useragent"),
-    ("storage", "s3", "usedualstack"), ("storage", "s3", "loglevel"),
-    ("storage", "maintenance", "readonly"),
-}
+class _Ignored:
+    """Marks a distribution key Berth accepts in a copied config.yml but does not use: it
+    is validated as anything, and logged once at start when set."""
+
+
+Ignored = Annotated[Any, _Ignored()]
+
 
 _SECONDS = re.compile(r"\d+(?:\.\d+)?")  # a plain number: seconds
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
@@ -92,7 +85,7 @@ class UploadPurgingSettings(Section):
 
 class MaintenanceSettings(Section):
     uploadpurging: UploadPurgingSettings = UploadPurgingSettings()
-    readonly: Any = None
+    readonly: Ignored = None
 
 
 class S3Settings(Section):
@@ -108,15 +101,15 @@ class S3Settings(Section):
     keyid: str | None = None
     storageclass: str | None = None
     maxthreads: int = Field(32, ge=4, le=1024)  # Berth: thread and connection pool size
-    secure: Any = None
-    v4auth: Any = None
-    skipverify: Any = None
-    multipartcopychunksize: Any = None
-    multipartcopymaxconcurrency: Any = None
-    multipartcopythresholdsize: Any = None
-    useragent: Any = None
-    usedualstack: Any = None
-    loglevel: Any = None
+    secure: Ignored = None
+    v4auth: Ignored = None
+    skipverify: Ignored = None
+    multipartcopychunksize: Ignored = None
+    multipartcopymaxconcurrency: Ignored = None
+    multipartcopythresholdsize: Ignored = None
+    useragent: Ignored = None
+    usedualstack: Ignored = None
+    loglevel: Ignored = None
 
 
 class RedirectSettings(Section):
@@ -134,8 +127,8 @@ class StorageSettings(Section):
     delete: DeleteSettings = DeleteSettings()
     maintenance: MaintenanceSettings = MaintenanceSettings()
     redirect: RedirectSettings = RedirectSettings()
-    cache: Any = None
-    tag: Any = None
+    cache: Ignored = None
+    tag: Ignored = None
 
     @model_validator(mode="after")
     def _one_driver(self) -> StorageSettings:
@@ -156,7 +149,7 @@ class TLSSettings(Section):
     key: Path  # PEM private key
     clientcas: tuple[Path, ...] = ()  # CA bundles: when set, clients must present a certificate
     minimumtls: Literal["tls1.2", "tls1.3"] = "tls1.2"
-    letsencrypt: Any = None
+    letsencrypt: Ignored = None
 
 
 class HTTPSettings(Section):
@@ -173,12 +166,12 @@ class HTTPSettings(Section):
     # Plain HTTP on a non-loopback address while auth is on sends passwords and tokens in
     # clear: refused unless set (e.g. behind a proxy that terminates TLS).
     insecure: bool = False
-    secret: Any = None
-    headers: Any = None
-    debug: Any = None
-    relativeurls: Any = None
-    host: Any = None
-    http2: Any = None
+    secret: Ignored = None
+    headers: Ignored = None
+    debug: Ignored = None
+    relativeurls: Ignored = None
+    host: Ignored = None
+    http2: Ignored = None
 
     _durations = field_validator("draintimeout", "readheadertimeout", "bodytimeout",
                                  "idletimeout", mode="before")(parse_duration)
@@ -229,8 +222,8 @@ class LogSettings(Section):
     level: Literal["debug", "info", "warn", "warning", "error"] = "info"
     formatter: Literal["text", "json"] = "text"
     accesslog: AccessLogSettings = AccessLogSettings()
-    fields: Any = None
-    hooks: Any = None
+    fields: Ignored = None
+    hooks: Ignored = None
 
 
 class HtpasswdSettings(Section):
@@ -253,8 +246,8 @@ class TokenSettings(Section):
     expiration: float = 300.0
     refreshexpiration: float = 7 * 24 * 3600.0
     leeway: float = 60.0  # clock skew allowed on exp/nbf/iat
-    autoredirect: Any = None
-    autoredirectpath: Any = None
+    autoredirect: Ignored = None
+    autoredirectpath: Ignored = None
 
     _durations = field_validator(
         "expiration", "refreshexpiration", "leeway", mode="before")(parse_duration)
@@ -317,11 +310,11 @@ class Config(Section):
     validation: ValidationSettings = ValidationSettings()
     berth: BerthSettings = BerthSettings()
     auth: AuthSettings | None = None
-    health: Any = None
-    redis: Any = None
-    proxy: Any = None
-    compatibility: Any = None
-    reporting: Any = None
+    health: Ignored = None
+    redis: Ignored = None
+    proxy: Ignored = None
+    compatibility: Ignored = None
+    reporting: Ignored = None
 
     @property
     def filesystem(self) -> FilesystemSettings:
@@ -431,14 +424,17 @@ def load_config(
         config = Config.model_validate(tree)
     except ValidationError as exc:
         raise ConfigError(_format_error(exc, where, origins)) from None
-    _warn_ignored(tree)
+    _warn_ignored(config)
     return config
 
 
-def _warn_ignored(tree: Mapping[str, Any]) -> None:
-    for section in sorted(IGNORED_SECTIONS):
-        node: Any = tree
-        for key in section:
-            node = node.get(key) if isinstance(node, Mapping) else None
-        if node is not None and section != ("version",):
-            log.warning("config: %s is a distribution setting Berth ignores", ".".join(section))
+def _warn_ignored(section: BaseModel, where: str = "") -> None:
+    """Log each distribution key set in the file that Berth does not use."""
+    for name, info in type(section).model_fields.items():
+        value = getattr(section, name)
+        if value is None:
+            continue
+        if any(isinstance(m, _Ignored) for m in info.metadata):
+            log.warning("config: %s%s is a distribution setting Berth ignores", where, name)
+        elif isinstance(value, BaseModel):
+            _warn_ignored(value, f"{where}{name}.")

@@ -169,3 +169,14 @@ def test_errors_name_the_variable_or_flag_that_set_the_key() -> None:
     with pytest.raises(ConfigError) as raised:
         load_config(None, {"http.addr": "yy"}, environ={}, flags={"http.addr": "--listen"})
     assert str(raised.value).startswith("--listen: http.addr: expected HOST:PORT")
+
+
+def test_distribution_keys_berth_ignores_are_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """A copied distribution config.yml loads; each key Berth does not use is named once."""
+    with caplog.at_level("WARNING", logger="registry.config"):
+        load_config(None, {"http.secret": "s", "storage.cache": {"blobdescriptor": "inmemory"},
+                           "health": {"storagedriver": {"enabled": True}}, "version": 0.1},
+                    environ={})
+    assert sorted(r.getMessage() for r in caplog.records) == [
+        f"config: {key} is a distribution setting Berth ignores"
+        for key in ("health", "http.secret", "storage.cache")]
