@@ -6,7 +6,7 @@ from aiohttp import web
 
 from .. import errors
 from .blobsend import etag_matches, send_blob
-from .common import config, digest_param, name_known, registry, repository
+from .common import config, digest_param, raise_not_found, registry, repository
 
 
 def _headers(digest: str) -> dict[str, str]:
@@ -31,7 +31,7 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
         redirect = not config(request).storage.redirect.disable
         content = await reg.blobs.open(name, digest, redirect=redirect)
     except errors.BlobUnknown as exc:
-        await name_known(request, name, exc)
+        await raise_not_found(request, name, exc)
     return await send_blob(request, content, headers)
 
 
@@ -43,7 +43,7 @@ async def delete_blob(request: web.Request) -> web.StreamResponse:
     try:
         await registry(request).blobs.unlink(name, digest)
     except errors.BlobUnknown as exc:
-        await name_known(request, name, exc)
+        await raise_not_found(request, name, exc)
     return web.Response(status=202, headers={"Docker-Content-Digest": str(digest)})
 
 

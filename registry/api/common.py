@@ -48,10 +48,11 @@ def digest_param(value: str | None, what: str = "digest") -> Digest:
         raise errors.DigestInvalid(str(exc), detail={what: value}) from None
 
 
-async def name_known(
+async def raise_not_found(
     request: web.Request, name: str, exc: errors.RegistryError
 ) -> NoReturn:
-    """Re-raise a 404 as NAME_UNKNOWN when the repository itself does not exist."""
+    """Raise a 404 for something `name` lacks: NAME_UNKNOWN when the repository itself
+    does not exist, else `exc`."""
     if not await registry(request).repositories.exists(name):
         raise errors.NameUnknown(detail={"name": name}) from exc
     raise exc

@@ -7,7 +7,7 @@ from aiohttp import web
 from .. import errors
 from ..storage.examine import ManifestInfo
 from .blobsend import etag_matches
-from .common import body_stream, config, name_known, registry, repository
+from .common import body_stream, config, raise_not_found, registry, repository
 
 
 def _headers(info: ManifestInfo) -> dict[str, str]:
@@ -31,7 +31,7 @@ async def get_manifest(request: web.Request) -> web.StreamResponse:
             )
         info, data = await manifests.get(name, reference)
     except (errors.ManifestUnknown, errors.BlobUnknown) as exc:
-        await name_known(request, name, exc)
+        await raise_not_found(request, name, exc)
     headers = _headers(info)
     if etag_matches(request.headers.get("If-None-Match"), headers["ETag"]):
         return web.Response(status=304, headers=headers)
@@ -66,7 +66,7 @@ async def delete_manifest(request: web.Request) -> web.StreamResponse:
     try:
         await registry(request).manifests.delete(name, request.match_info["reference"])
     except errors.ManifestUnknown as exc:
-        await name_known(request, name, exc)
+        await raise_not_found(request, name, exc)
     return web.Response(status=202)
 
 

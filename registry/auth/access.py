@@ -29,7 +29,7 @@ class Need:
         return f"{self.kind}:{self.name}:{','.join(self.challenge_actions)}"
 
 
-CATALOG = Need(REGISTRY, CATALOG_NAME, frozenset({"*"}), ("*",))
+CATALOG_LISTING = Need(REGISTRY, CATALOG_NAME, frozenset({"*"}), ("*",))  # `_catalog`
 
 
 def required(request: web.Request) -> Need | None:
@@ -38,7 +38,7 @@ def required(request: web.Request) -> Need | None:
     path = route.canonical if route is not None else ""
     name = request.match_info.get("name")
     if path == "/v2/_catalog":
-        return CATALOG
+        return CATALOG_LISTING
     if name is None:
         return None
     if "/blobs/uploads" in path:  # every upload step: push (clients ask for pull too)

@@ -18,8 +18,8 @@ log = logging.getLogger("registry.auth")
 
 
 @dataclass(frozen=True)
-class Directory:
-    """One consistent view of both files."""
+class LoadedFiles:
+    """What the htpasswd and policy files said, read together (one consistent view)."""
 
     htpasswd: Htpasswd | None
     policy: Policy
@@ -46,10 +46,10 @@ class AuthFiles:
     def _now(self) -> tuple[object, object]:
         return (_signature(self.htpasswd_path), _signature(self.policy_path))
 
-    def _load(self, generation: int) -> Directory:
+    def _load(self, generation: int) -> LoadedFiles:
         users = Htpasswd.load(self.htpasswd_path) if self.htpasswd_path else None
         policy = Policy.load(self.policy_path) if self.policy_path else USERS_MAY_DO_ALL
-        return Directory(users, policy, generation)
+        return LoadedFiles(users, policy, generation)
 
     async def reload(self, force: bool = False) -> bool:
         """Re-read the files if they changed (or `force`); True when new contents took."""

@@ -29,7 +29,8 @@ class Registry:
     repositories: RepositoryStore
 
     @classmethod
-    def over(cls, driver: StorageDriver, config: Config) -> Registry:
+    def assemble(cls, driver: StorageDriver, config: Config) -> Registry:
+        """The stores of every concept over one driver, set up as `config` says."""
         repositories = RepositoryStore(driver)
         blobs = BlobStore(driver, repositories)
         tags = TagStore(driver)
@@ -67,4 +68,4 @@ def open_driver(config: Config) -> StorageDriver:
 
 
 def open_registry(config: Config) -> Registry:
-    return Registry.over(open_driver(config), config)
+    return Registry.assemble(open_driver(config), config)

@@ -96,14 +96,10 @@ class ManifestInfo:
         )
 
     def descriptor(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "mediaType": self.media_type, "digest": str(self.digest), "size": self.size,
-        }
-        if self.artifact_type:
-            out["artifactType"] = self.artifact_type
-        if self.annotations:
-            out["annotations"] = dict(self.annotations)
-        return out
+        """The manifest's descriptor, as a referrers listing shows it."""
+        return Descriptor(self.media_type, self.digest, self.size,
+                          annotations=dict(self.annotations),
+                          artifact_type=self.artifact_type).to_json()
 
 
 class UrlPolicy:

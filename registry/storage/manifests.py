@@ -29,7 +29,7 @@ TAG_WRITES_IN_FLIGHT = 16
 CHECKS_IN_FLIGHT = 32  # reference lookups of one manifest push at once
 
 
-def parse_reference(reference: str) -> Digest | str:
+def tag_or_digest(reference: str) -> Digest | str:
     """A manifest reference is a digest (has ':') or a tag."""
     if ":" in reference:
         try:
@@ -56,7 +56,7 @@ class ManifestStore:
         return await link_exists(self.driver, paths.revision_link(name, digest))
 
     async def resolve(self, name: str, reference: str) -> Digest:
-        ref = parse_reference(reference)
+        ref = tag_or_digest(reference)
         if isinstance(ref, Digest):
             if not await self.exists(name, ref):
                 raise errors.ManifestUnknown(detail={"digest": reference})
@@ -124,7 +124,7 @@ class ManifestStore:
     ) -> ManifestInfo:
         """Store a pushed manifest (its body as it arrives; `declared_length`: what its
         Content-Length says, refused early when over `berth.manifest_max_bytes`)."""
-        ref = parse_reference(reference)
+        ref = tag_or_digest(reference)
         tags = [ref] if isinstance(ref, str) else []
         tags.extend(t for t in extra_tags if t not in tags)
         for tag in tags:
@@ -196,7 +196,7 @@ class ManifestStore:
 
     async def delete(self, name: str, reference: str) -> None:
         """Delete a tag (the manifest stays), or a manifest with its tags and referrer entry."""
-        ref = parse_reference(reference)
+        ref = tag_or_digest(reference)
         if isinstance(ref, str):
             if not is_valid_tag(ref):
                 raise errors.ManifestUnknown(f"invalid tag {ref!r}", detail={"tag": ref})

@@ -2,9 +2,11 @@
 
 A session lives in storage (`_uploads/<id>/data` + `startedat`), not in process memory,
 so it survives a restart and may be continued by any process sharing the storage. The
-offset of a session is the size of its data. The running digest is kept in memory as an
-optimisation; when it is missing or stale (after a restart, or another process wrote the
-last chunk) the data is hashed once from storage and the log says so.
+offset of a session is the size of its data. Its running digest is kept in memory and,
+after each chunk, saved beside the session (`hashstates/`, resumable SHA-256), so another
+process continues it without re-reading; where neither is at hand the data is hashed once
+from storage, and the log says so. A monolithic upload (`POST ?digest=`) is a session no
+one else ever sees: it leaves nothing behind, whatever goes wrong.
 """
 
 from __future__ import annotations
