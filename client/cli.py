@@ -551,7 +551,7 @@ async def inspect(client: Client, options: ClientOptions, reference: str, raw: b
     from .inspect import describe
     from .transports import open_source
 
-    source = await open_source(client, reference)
+    source = await open_source(reference, client.repository)
     try:
         info = await describe(source, reference, _platform(platform, os_version),
                               _events(options))

@@ -18,11 +18,11 @@ from typing import Any, TypeVar
 from .auth import Credentials
 from .build import ImageSpec
 from .client import Client
+from .content import ManifestBytes
 from .copy import CopyOptions, CopyResult
 from .events import Events
 from .oci.digest import Digest
 from .pack import PackOptions
-from .remote import FetchedManifest
 from .session import TransportOptions
 
 T = TypeVar("T")
@@ -51,7 +51,7 @@ class SyncClient:
             self._client.build(directories, destination, pack, spec, base, options, events)
         )
 
-    def manifest(self, reference: str) -> FetchedManifest:
+    def manifest(self, reference: str) -> ManifestBytes:
         return self._run(self._client.manifest(reference))
 
     def blob(self, reference: str, digest: Digest, limit: int = 64 << 20) -> bytes:
