@@ -33,7 +33,7 @@ from .oci import mediatypes as mt
 from .oci.descriptor import Descriptor
 from .oci.digest import Digest
 from .oci.manifest import Manifest
-from .pack import DOCKER_MEDIA_TYPES, PackedLayer
+from .pack import PackedLayer
 from .platforms import (
     PlatformMatcher,
     WindowsVersion,
@@ -180,7 +180,7 @@ def build_manifest(config: bytes, layers: list[PackedLayer], base: Base | None,
     for layer in layers:
         media_type = layer.media_type
         if docker:
-            media_type = DOCKER_MEDIA_TYPES["gzip" if media_type.endswith("gzip") else "none"]
+            media_type = mt.DOCKER_LAYER if media_type.endswith("gzip") else mt.DOCKER_LAYER_TAR
         new_layers.append({"mediaType": media_type, "digest": str(layer.digest),
                            "size": layer.size})
     media_type = mt.DOCKER_MANIFEST if docker else mt.OCI_MANIFEST

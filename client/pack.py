@@ -36,9 +36,6 @@ PackProgress = Callable[[int, int], None]
 MEDIA_TYPES: dict[Compression, str] = {
     "gzip": mt.OCI_LAYER_GZIP, "zstd": mt.OCI_LAYER_ZSTD, "none": mt.OCI_LAYER_TAR,
 }
-DOCKER_MEDIA_TYPES: dict[Compression, str] = {
-    "gzip": mt.DOCKER_LAYER, "none": "application/vnd.docker.image.rootfs.diff.tar",
-}
 
 
 @dataclass(frozen=True)
