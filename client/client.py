@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 
 
 class Client:
+    """Copy, build and unpack images, and ask registries about theirs. Every reference
+    is a string in the forms of docs/client.md; one session per registry host is kept
+    until `close`."""
+
     def __init__(
         self, options: TransportOptions | None = None,
         credentials: dict[str, Credentials] | None = None, auth_file: Path | None = None,
@@ -60,10 +64,12 @@ class Client:
         return session
 
     def repository(self, reference: Reference) -> RemoteRepository:
+        """The repository `reference` names, over its host's session."""
         return RemoteRepository(self.session(reference.api_host, reference.scheme),
                                 reference.repository)
 
     async def close(self) -> None:
+        """Close every session."""
         for session in self._sessions.values():
             await session.close()
         self._sessions.clear()
@@ -75,6 +81,7 @@ class Client:
         await self.close()
 
     async def manifest(self, reference: str) -> ManifestBytes:
+        """The manifest or index a registry reference names, its digest verified."""
         ref = parse_image_reference(reference)
         return await self.repository(ref).get_manifest(ref.identifier)
 
@@ -91,6 +98,7 @@ class Client:
         return b"".join([c async for c in verified(desc, repo.open_blob(digest))])
 
     async def tags(self, repository: str) -> list[str]:
+        """The tags of a repository (`[SCHEME]HOST[:PORT]/NAME`)."""
         ref = parse_image_reference(repository)
         return await self.repository(ref).tags()
 
