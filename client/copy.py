@@ -84,7 +84,7 @@ class _Copier:
             data = await self._image(manifest)
         if data is not fetched.data:
             fetched = ManifestBytes(data, fetched.media_type,
-                                      type(fetched.digest).from_bytes(data))
+                                    type(fetched.digest).from_bytes(data))
         desc = fetched.descriptor()
         if root or not await self.dst.has_manifest(desc):
             await self.dst.put_manifest(fetched, root)

@@ -377,9 +377,9 @@ def _parse_digest(value: str | None) -> Digest | None:
 def _location(response: aiohttp.ClientResponse, default: str | None = None) -> str:
     location = response.headers.get("Location") or default
     if not location:
-        raise RegistryResponseError(response.status, response.method, str(response.url),
-                            {"errors": [{"code": "NO_LOCATION",
-                                         "message": "upload response without Location"}]})
+        raise RegistryResponseError(
+            response.status, response.method, str(response.url),
+            {"errors": [{"code": "NO_LOCATION", "message": "upload response without Location"}]})
     return str(response.url.join(URL(location)))
 
 

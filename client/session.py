@@ -175,7 +175,7 @@ class RegistrySession:
                         self._find_credentials = None
                 elif response.status >= 400 and response.status != 404:
                     raise RegistryResponseError(response.status, "GET", str(response.url),
-                                        await _json_or_none(response))
+                                                await _json_or_none(response))
             self._challenge_known = True
 
     async def _probe_scheme(self) -> None:
