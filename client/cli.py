@@ -31,9 +31,11 @@ from .errors import BerthError, UsageError
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
+    from .build import ImageFormat
     from .client import Client
     from .copy import CopyOptions, CopyResult
     from .events import Events
+    from .pack import Compression
     from .platforms import PlatformMatcher
 
 T = TypeVar("T")
@@ -381,12 +383,12 @@ class ImageFlags:
     """The image options of push and pack (`image_flags`): what to build from directories."""
 
     base: str | None = None
-    compress: str = "gzip"
+    compress: Compression = "gzip"
     level: int | None = None
     os_name: str | None = None
     arch: str | None = None
     os_features: tuple[str, ...] = ()
-    image_format: str | None = None
+    image_format: ImageFormat | None = None
     env: tuple[str, ...] = ()
     label: tuple[str, ...] = ()
     entrypoint: str | None = None
@@ -487,8 +489,7 @@ async def _do_build(client: Client, options: ClientOptions, directories: tuple[s
         os_features=image.os_features, env=image.env, labels=_pairs(image.label, "label"),
         entrypoint=parse_command(image.entrypoint) if image.entrypoint is not None else None,
         cmd=parse_command(image.cmd) if image.cmd is not None else None,
-        workdir=image.workdir, user=image.user,
-        format=image.image_format,  # type: ignore[arg-type]
+        workdir=image.workdir, user=image.user, format=image.image_format,
         source_date_epoch=pack.source_date_epoch,
     )
     # the platform is the image's own: the copy takes it as it is
