@@ -25,14 +25,15 @@ from typing import Any, Literal
 
 from . import command
 from .command import Command
-from .errors import NotFoundError, UsageError
+from .content import ManifestBytes
+from .errors import ImageError, NotFoundError, UsageError
 from .events import Events
-from .image import ImageError, ImageSource, read_config
+from .image import ImageSource, read_config
 from .oci import mediatypes as mt
 from .oci.descriptor import Descriptor
 from .oci.digest import Digest
 from .oci.manifest import Manifest
-from .pack import DOCKER_MEDIA_TYPES, PackedLayer
+from .pack import PackedLayer
 from .platforms import (
     PlatformMatcher,
     WindowsVersion,
@@ -40,7 +41,6 @@ from .platforms import (
     select_image,
     windows_compatible,
 )
-from .remote import FetchedManifest
 
 ImageFormat = Literal["oci", "docker"]
 _CHUNK = 1024 * 1024
@@ -171,7 +171,7 @@ def build_config(spec: ImageSpec, layers: list[PackedLayer], base: Base | None,
 
 
 def build_manifest(config: bytes, layers: list[PackedLayer], base: Base | None,
-                   image_format: ImageFormat) -> FetchedManifest:
+                   image_format: ImageFormat) -> ManifestBytes:
     docker = image_format == "docker"
     if docker and any(layer.media_type == mt.OCI_LAYER_ZSTD for layer in layers):
         raise UsageError("Docker schema 2 has no zstd layers: use --format oci or gzip")
@@ -180,7 +180,7 @@ def build_manifest(config: bytes, layers: list[PackedLayer], base: Base | None,
     for layer in layers:
         media_type = layer.media_type
         if docker:
-            media_type = DOCKER_MEDIA_TYPES["gzip" if media_type.endswith("gzip") else "none"]
+            media_type = mt.DOCKER_LAYER if media_type.endswith("gzip") else mt.DOCKER_LAYER_TAR
         new_layers.append({"mediaType": media_type, "digest": str(layer.digest),
                            "size": layer.size})
     media_type = mt.DOCKER_MANIFEST if docker else mt.OCI_MANIFEST
@@ -192,14 +192,14 @@ def build_manifest(config: bytes, layers: list[PackedLayer], base: Base | None,
         "layers": [*base_layers, *new_layers],
     }
     data = json.dumps(doc, indent=2).encode()
-    return FetchedManifest(data, media_type, Digest.from_bytes(data))
+    return ManifestBytes(data, media_type, Digest.from_bytes(data))
 
 
 class BuiltImage(ImageSource):
     """A freshly built image as a copy source: config and manifest in memory, new layers
     from their packed files, base layers from the base's own source (mountable)."""
 
-    def __init__(self, manifest: FetchedManifest, config: bytes, layers: list[PackedLayer],
+    def __init__(self, manifest: ManifestBytes, config: bytes, layers: list[PackedLayer],
                  base: Base | None) -> None:
         self.built = manifest
         self.config = config
@@ -224,10 +224,10 @@ class BuiltImage(ImageSource):
             return self.base.source.origin(desc)
         return None
 
-    async def root(self) -> FetchedManifest:
+    async def root(self) -> ManifestBytes:
         return self.built
 
-    async def manifest(self, digest: Digest) -> FetchedManifest:
+    async def manifest(self, digest: Digest) -> ManifestBytes:
         raise NotFoundError(f"a built image has no child manifest {digest}")
 
     async def blob(self, desc: Descriptor, offset: int = 0) -> AsyncIterator[bytes]:

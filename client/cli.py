@@ -22,18 +22,22 @@ import sys
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import click
 
 from .errors import BerthError, UsageError
 
 if TYPE_CHECKING:
-    from .client import Client
-    from .copy import CopyResult
-    from .events import Events
+    from _typeshed import DataclassInstance
 
-P = ParamSpec("P")
+    from .build import ImageFormat
+    from .client import Client
+    from .copy import CopyOptions, CopyResult
+    from .events import Events
+    from .pack import Compression
+    from .platforms import PlatformMatcher
+
 T = TypeVar("T")
 INTERRUPTED = 130
 
@@ -205,7 +209,7 @@ def _events(options: ClientOptions) -> Events:
     return BarEvents() if sys.stderr.isatty() else PlainEvents()
 
 
-def _platform(platform: str | None, os_version: str | None) -> Any:
+def _platform(platform: str | None, os_version: str | None) -> PlatformMatcher | None:
     """The platform request of --platform and --os-version (a version alone: Windows on
     this machine's architecture), or None."""
     from .platforms import PlatformMatcher
@@ -215,19 +219,49 @@ def _platform(platform: str | None, os_version: str | None) -> Any:
     return PlatformMatcher.parse(platform, os_version)
 
 
-def _copy_options(all_platforms: bool, platform: str | None, os_version: str | None,
-                  include_foreign: bool, convert_foreign: bool, jobs: int) -> Any:
-    from .copy import CopyOptions, ForeignMode
+F = TypeVar("F", bound="DataclassInstance")
 
-    if include_foreign and convert_foreign:
-        raise UsageError("--include-foreign and --convert-foreign exclude each other")
-    if all_platforms and (platform or os_version):
-        raise UsageError("--all and --platform/--os-version exclude each other")
-    foreign: ForeignMode = (
-        "include" if include_foreign else "convert" if convert_foreign else "keep"
-    )
-    return CopyOptions(foreign=foreign, platform=_platform(platform, os_version),
-                       concurrency=jobs)
+
+def _collected(flags: type[F], name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """Gather the Click parameters named as the fields of the dataclass `flags` into one
+    `flags` object, passed to the command as `name`."""
+    names = {field.name for field in dataclasses.fields(flags)}
+
+    def wrap(fn: Callable[..., T]) -> Callable[..., T]:
+        @functools.wraps(fn)
+        def command(**params: Any) -> T:
+            given = {key: params.pop(key) for key in names & params.keys()}
+            return fn(**params, **{name: flags(**given)})
+
+        return command
+
+    return wrap
+
+
+@dataclasses.dataclass(frozen=True)
+class TransferFlags:
+    """The transfer options of copy, push, pull and pack (`transfer_flags`)."""
+
+    all_platforms: bool = False  # --all (pack has none)
+    platform: str | None = None
+    os_version: str | None = None
+    include_foreign: bool = False
+    convert_foreign: bool = False
+    jobs: int = 4
+
+    def copy_options(self) -> CopyOptions:
+        from .copy import CopyOptions, ForeignMode
+
+        if self.include_foreign and self.convert_foreign:
+            raise UsageError("--include-foreign and --convert-foreign exclude each other")
+        if self.all_platforms and (self.platform or self.os_version):
+            raise UsageError("--all and --platform/--os-version exclude each other")
+        foreign: ForeignMode = (
+            "include" if self.include_foreign else "convert" if self.convert_foreign
+            else "keep"
+        )
+        return CopyOptions(foreign=foreign, platform=_platform(self.platform, self.os_version),
+                           concurrency=self.jobs)
 
 
 Verb = Literal["copy", "push", "pull", "pack"]
@@ -271,8 +305,9 @@ _FOREIGN_HELP: dict[Verb, tuple[str, str]] = {
 }
 
 
-def copy_flags(verb: Verb) -> Callable[[Callable[P, T]], Callable[P, T]]:
-    """The transfer options of `verb`, with help that says what they do there."""
+def transfer_flags(verb: Verb) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """The transfer options of `verb`, with help that says what they do there, given to
+    the command as `transfer` (a TransferFlags)."""
     include, convert = _FOREIGN_HELP[verb]
     options = [
         click.option("--platform", metavar="OS/ARCH[/VARIANT]", help=_PLATFORM_HELP[verb]),
@@ -287,7 +322,8 @@ def copy_flags(verb: Verb) -> Callable[[Callable[P, T]], Callable[P, T]]:
         options.insert(0, click.option("--all", "all_platforms", is_flag=True,
                                        help=_ALL_HELP[verb]))
 
-    def add(fn: Callable[P, T]) -> Callable[P, T]:
+    def add(fn: Callable[..., T]) -> Callable[..., T]:
+        fn = _collected(TransferFlags, "transfer")(fn)
         for decorator in reversed(options):
             fn = decorator(fn)
         return fn
@@ -317,8 +353,8 @@ async def _transfer(options: ClientOptions, destination: str,
 
 
 async def _do_copy(client: Client, options: ClientOptions, source: str, destination: str,
-                   **flags: Any) -> None:
-    copy_options = _copy_options(**flags)
+                   transfer: TransferFlags) -> None:
+    copy_options = transfer.copy_options()
     await _transfer(options, destination,
                     lambda events: client.copy(source, destination, copy_options, events))
 
@@ -326,23 +362,51 @@ async def _do_copy(client: Client, options: ClientOptions, source: str, destinat
 @main.command()
 @click.argument("source")
 @click.argument("destination")
-@copy_flags("copy")
+@transfer_flags("copy")
 @client_command
 async def copy(client: Client, options: ClientOptions, source: str, destination: str,
-               **flags: Any) -> None:
+               transfer: TransferFlags) -> None:
     """Copy an image between registries and OCI layouts, digests preserved.
 
     SOURCE and DESTINATION: a registry reference (host[:port]/repo[:tag][@digest], with
     docker://, http:// or https:// in front if you like), oci:PATH[:TAG] or
     docker-archive:FILE[:NAME:TAG]."""
-    await _do_copy(client, options, source, destination, **flags)
+    await _do_copy(client, options, source, destination, transfer)
 
 
 _COMMAND_HELP = ("a JSON array (taken as it is) or a command line: split as a POSIX shell "
                  "would for Linux images, run unchanged by 'cmd /S /C' for Windows ones")
 
 
-def image_flags(fn: Callable[P, T]) -> Callable[P, T]:
+@dataclasses.dataclass(frozen=True)
+class ImageFlags:
+    """The image options of push and pack (`image_flags`): what to build from directories."""
+
+    base: str | None = None
+    compress: Compression = "gzip"
+    level: int | None = None
+    os_name: str | None = None
+    arch: str | None = None
+    os_features: tuple[str, ...] = ()
+    image_format: ImageFormat | None = None
+    env: tuple[str, ...] = ()
+    label: tuple[str, ...] = ()
+    entrypoint: str | None = None
+    cmd: str | None = None
+    workdir: str | None = None
+    user: str | None = None
+    delete: tuple[str, ...] = ()
+    security_descriptor: str | None = None
+
+    def given(self) -> set[str]:
+        """The options set on the command line (--compress always has a value)."""
+        return {field.name for field in dataclasses.fields(self)
+                if getattr(self, field.name) and field.name != "compress"}
+
+
+def image_flags(fn: Callable[..., T]) -> Callable[..., T]:
+    """The image options, given to the command as `image` (an ImageFlags)."""
+    fn = _collected(ImageFlags, "image")(fn)
     for decorator in reversed([
         click.option("--base", metavar="REF", help="build on this image (layers are reused)"),
         click.option("--compress", type=click.Choice(["gzip", "zstd", "none"]),
@@ -388,57 +452,51 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
 
 
 async def _do_build(client: Client, options: ClientOptions, directories: tuple[str, ...],
-                    destination: str, base: str | None, compress: str, level: int | None,
-                    os_name: str | None, arch: str | None, os_features: tuple[str, ...],
-                    image_format: str | None, env: tuple[str, ...],
-                    label: tuple[str, ...], entrypoint: str | None, cmd: str | None,
-                    workdir: str | None, user: str | None, delete: tuple[str, ...],
-                    security_descriptor: str | None, **flags: Any) -> None:
+                    destination: str, image: ImageFlags, transfer: TransferFlags) -> None:
     from .build import ImageSpec
     from .command import parse_command
     from .pack import PackOptions
-    from .platforms import check_os_version
+    from .platforms import PlatformMatcher, check_os_version
     from .windows import DEFAULT_SECURITY_DESCRIPTOR, check_security_descriptor
 
     for directory in directories:
         if not await asyncio.to_thread(os.path.isdir, directory):
             raise UsageError(f"{directory} is not a directory")
-    _pairs(env, "env")
-    if flags.pop("all_platforms", False):
+    _pairs(image.env, "env")
+    if transfer.all_platforms:
         raise UsageError("--all copies every platform of an index; a directory builds one "
                          "image (--platform says which)")
-    os_version = flags.pop("os_version")
+    os_name, arch, variant, os_version = image.os_name, image.arch, None, transfer.os_version
     if os_version is not None:
         check_os_version(os_version)
-    variant = None
-    platform = flags.pop("platform")
-    if platform is not None:  # the image to build (and the base variant to build on)
-        wanted = _platform(platform, os_version)
+    if transfer.platform is not None:  # the image to build (and the base variant to build on)
+        wanted = PlatformMatcher.parse(transfer.platform, os_version)
         for option, given, value in (("--os", os_name, wanted.os),
                                      ("--arch", arch, wanted.architecture)):
             if given and given != value:
-                raise UsageError(f"{option} {given} contradicts --platform {platform}")
+                raise UsageError(f"{option} {given} contradicts --platform {transfer.platform}")
         os_name, arch, variant = wanted.os, wanted.architecture, wanted.variant
-    if os_version is not None and os_name is None and base is None:
+    if os_version is not None and os_name is None and image.base is None:
         os_name = "windows"
     pack = PackOptions.from_environment(
-        compression=compress, os=os_name or "linux", level=level, deletions=delete,
-        security_descriptor=check_security_descriptor(security_descriptor)
-        if security_descriptor else DEFAULT_SECURITY_DESCRIPTOR,
+        compression=image.compress, os=os_name or "linux", level=image.level,
+        deletions=image.delete,
+        security_descriptor=check_security_descriptor(image.security_descriptor)
+        if image.security_descriptor else DEFAULT_SECURITY_DESCRIPTOR,
     )
     spec = ImageSpec(
         os=os_name, architecture=arch, variant=variant, os_version=os_version,
-        os_features=os_features, env=env, labels=_pairs(label, "label"),
-        entrypoint=parse_command(entrypoint) if entrypoint is not None else None,
-        cmd=parse_command(cmd) if cmd is not None else None,
-        workdir=workdir, user=user, format=image_format,  # type: ignore[arg-type]
+        os_features=image.os_features, env=image.env, labels=_pairs(image.label, "label"),
+        entrypoint=parse_command(image.entrypoint) if image.entrypoint is not None else None,
+        cmd=parse_command(image.cmd) if image.cmd is not None else None,
+        workdir=image.workdir, user=image.user, format=image.image_format,
         source_date_epoch=pack.source_date_epoch,
     )
-    copy_options = _copy_options(all_platforms=False, platform=None, os_version=None,
-                                 **flags)
+    # the platform is the image's own: the copy takes it as it is
+    copy_options = dataclasses.replace(transfer, platform=None, os_version=None).copy_options()
     paths = [Path(d) for d in directories]
     await _transfer(options, destination, lambda events: client.build(
-        paths, destination, pack, spec, base, copy_options, events))
+        paths, destination, pack, spec, image.base, copy_options, events))
 
 
 @main.command()
@@ -446,25 +504,25 @@ async def _do_build(client: Client, options: ClientOptions, directories: tuple[s
 @click.option("-o", "--output", required=True, metavar="DEST",
               help="oci:PATH[:TAG] for a local layout, or a registry reference to push to")
 @image_flags
-@copy_flags("pack")
+@transfer_flags("pack")
 @client_command
 async def pack(client: Client, options: ClientOptions, directories: tuple[str, ...],
-               output: str, **flags: Any) -> None:
+               output: str, image: ImageFlags, transfer: TransferFlags) -> None:
     """Pack directories into layers (one each) and build an image from them.
 
     Deterministic: sorted entries, owners 0/0, timestamps clamped to SOURCE_DATE_EPOCH.
     --os windows writes Windows layers (Files/, Hives/, Win32 attributes)."""
-    await _do_build(client, options, directories, output, **flags)
+    await _do_build(client, options, directories, output, image, transfer)
 
 
 @main.command()
 @click.argument("source")
 @click.argument("destination")
 @image_flags
-@copy_flags("push")
+@transfer_flags("push")
 @client_command
 async def push(client: Client, options: ClientOptions, source: str, destination: str,
-               **flags: Any) -> None:
+               image: ImageFlags, transfer: TransferFlags) -> None:
     """Push a local image to a registry: an OCI layout (oci:PATH[:TAG]) or a docker save
     archive (docker-archive:FILE[:NAME:TAG]) as it is, or a directory packed into a layer
     (on --base, if given). Foreign layers stay references."""
@@ -473,21 +531,14 @@ async def push(client: Client, options: ClientOptions, source: str, destination:
     if is_local(destination):
         raise UsageError("push goes to a registry reference (host/repo:tag)")
     if is_local(source):
-        image_options = {k for k, v in flags.items() if k not in _COPY_FLAGS and v}
-        image_options -= {"compress"}
-        if image_options:
+        if image.given():
             raise UsageError("image options (--base, --env, …) apply to a directory")
-        await _do_copy(client, options, source, destination,
-                       **{k: v for k, v in flags.items() if k in _COPY_FLAGS})
+        await _do_copy(client, options, source, destination, transfer)
         return
     if not await asyncio.to_thread(os.path.isdir, source):
         raise UsageError(f"{source} is neither oci:PATH[:TAG], docker-archive:FILE nor a "
                          "directory")
-    await _do_build(client, options, (source,), destination, **flags)
-
-
-_COPY_FLAGS = {"all_platforms", "platform", "os_version", "include_foreign",
-               "convert_foreign", "jobs"}
+    await _do_build(client, options, (source,), destination, image, transfer)
 
 
 @main.command()
@@ -495,10 +546,10 @@ _COPY_FLAGS = {"all_platforms", "platform", "os_version", "include_foreign",
 @click.argument("destination", required=False)
 @click.option("--unpack", "unpack_dir", type=click.Path(file_okay=False),
               help="unpack the layers into this directory (a root filesystem)")
-@copy_flags("pull")
+@transfer_flags("pull")
 @client_command
 async def pull(client: Client, options: ClientOptions, source: str, destination: str | None,
-               unpack_dir: str | None, **flags: Any) -> None:
+               unpack_dir: str | None, transfer: TransferFlags) -> None:
     """Pull an image from a registry into oci:PATH[:TAG] or docker-archive:FILE[:NAME:TAG],
     or (--unpack DIR) unpack its layers into a directory, whiteouts applied."""
     from .transports import is_local
@@ -508,22 +559,22 @@ async def pull(client: Client, options: ClientOptions, source: str, destination:
     if unpack_dir is None:
         if destination is None or not is_local(destination):
             raise UsageError("pull goes to oci:… or docker-archive:…, or use --unpack DIR")
-        await _do_copy(client, options, source, destination, **flags)
+        await _do_copy(client, options, source, destination, transfer)
         return
     if destination is not None:
         raise UsageError("give either a destination or --unpack DIR, not both")
-    await _do_unpack(client, options, source, Path(unpack_dir), **flags)
+    await _do_unpack(client, options, source, Path(unpack_dir), transfer)
 
 
 async def _do_unpack(client: Client, options: ClientOptions, source: str, target: Path,
-                     **flags: Any) -> None:
-    if flags["all_platforms"]:
+                     transfer: TransferFlags) -> None:
+    if transfer.all_platforms:
         raise UsageError("--unpack makes one root filesystem: choose a platform with "
                          "--platform, not --all")
-    if flags["include_foreign"] or flags["convert_foreign"]:
+    if transfer.include_foreign or transfer.convert_foreign:
         raise UsageError("--unpack always fetches foreign layers (they are part of the "
                          "filesystem): drop --include-foreign/--convert-foreign")
-    copy_options = _copy_options(**flags)
+    copy_options = transfer.copy_options()
     result = await _with_events(
         options, lambda events: client.unpack(source, target, copy_options.platform, events))
     stats = result.stats
@@ -551,7 +602,7 @@ async def inspect(client: Client, options: ClientOptions, reference: str, raw: b
     from .inspect import describe
     from .transports import open_source
 
-    source = await open_source(client, reference)
+    source = await open_source(reference, client.repository)
     try:
         info = await describe(source, reference, _platform(platform, os_version),
                               _events(options))

@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .auth import Credentials, load_credentials
+from .content import ManifestBytes, verified
 from .errors import NotFoundError, UsageError
 from .oci.descriptor import Descriptor
 from .oci.digest import Digest
 from .oci.reference import Reference
-from .remote import FetchedManifest, RemoteRepository, catalog, verified
+from .remote import RemoteRepository, catalog
 from .session import RegistrySession, TransportOptions
-from .transports import parse_reference, parse_registry
+from .transports import parse_image_reference, parse_registry
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -31,6 +32,10 @@ if TYPE_CHECKING:
 
 
 class Client:
+    """Copy, build and unpack images, and ask registries about theirs. Every reference
+    is a string in the forms of docs/client.md; one session per registry host is kept
+    until `close`."""
+
     def __init__(
         self, options: TransportOptions | None = None,
         credentials: dict[str, Credentials] | None = None, auth_file: Path | None = None,
@@ -59,10 +64,12 @@ class Client:
         return session
 
     def repository(self, reference: Reference) -> RemoteRepository:
+        """The repository `reference` names, over its host's session."""
         return RemoteRepository(self.session(reference.api_host, reference.scheme),
                                 reference.repository)
 
     async def close(self) -> None:
+        """Close every session."""
         for session in self._sessions.values():
             await session.close()
         self._sessions.clear()
@@ -73,13 +80,14 @@ class Client:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def manifest(self, reference: str) -> FetchedManifest:
-        ref = parse_reference(reference)
+    async def manifest(self, reference: str) -> ManifestBytes:
+        """The manifest or index a registry reference names, its digest verified."""
+        ref = parse_image_reference(reference)
         return await self.repository(ref).get_manifest(ref.identifier)
 
     async def blob(self, reference: str, digest: Digest, limit: int = 64 << 20) -> bytes:
         """A small blob (a config) in memory, verified; refuses blobs over `limit`."""
-        ref = parse_reference(reference)
+        ref = parse_image_reference(reference)
         repo = self.repository(ref)
         size = await repo.blob_size(digest)
         if size is None:
@@ -90,7 +98,8 @@ class Client:
         return b"".join([c async for c in verified(desc, repo.open_blob(digest))])
 
     async def tags(self, repository: str) -> list[str]:
-        ref = parse_reference(repository)
+        """The tags of a repository (`[SCHEME]HOST[:PORT]/NAME`)."""
+        ref = parse_image_reference(repository)
         return await self.repository(ref).tags()
 
     async def catalog(self, registry: str) -> list[str]:
@@ -101,7 +110,7 @@ class Client:
     async def delete(self, reference: str) -> str:
         """Delete a tag (registries that support it) or, for a digest, the manifest;
         returns what was deleted, printed as a reference."""
-        ref = parse_reference(reference)
+        ref = parse_image_reference(reference)
         await self.repository(ref).delete_manifest(ref.identifier)
         return str(ref)
 
@@ -133,8 +142,8 @@ class Client:
         spec = spec or ImageSpec(source_date_epoch=pack.source_date_epoch)
         base_image = None
         if base is not None:
-            base_image = await resolve_base(await open_source(self, base), spec.platform(),
-                                            events)
+            base_source = await open_source(base, self.repository)
+            base_image = await resolve_base(base_source, spec.platform(), events)
             if base_image.config.get("os") == "windows" and pack.os != "windows":
                 pack = dataclasses.replace(pack, os="windows")
         elif spec.platform().os == "windows" and pack.os != "windows":
@@ -150,7 +159,7 @@ class Client:
                 layers.append(dataclasses.replace(layer, history=f"berth pack {directory}"))
             image = BuiltImage.build(spec, layers, base_image, events.warning)
             try:
-                dst = await open_destination(self, destination)
+                dst = await open_destination(destination, self.repository)
                 try:
                     return await copy_image(image, dst, options, events)
                 finally:
@@ -164,7 +173,7 @@ class Client:
         from .pull import unpack_image
         from .transports import open_source
 
-        src = await open_source(self, source)
+        src = await open_source(source, self.repository)
         try:
             return await unpack_image(src, target, platform, events)
         finally:
@@ -178,17 +187,15 @@ class Client:
         from .copy import copy_image
         from .transports import open_destination, open_source
 
-        src = await open_source(self, source)
+        src = await open_source(source, self.repository)
         try:
-            dst = await open_destination(self, destination)
+            dst = await open_destination(destination, self.repository)
             try:
                 return await copy_image(src, dst, options, events)
             finally:
                 await dst.close()
         finally:
             await src.close()
-
-
 
 
 def _pack_reporter(events: Events, directory: str) -> Callable[[int, int], None]:

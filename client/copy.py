@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from .content import ManifestBytes, verified
 from .errors import UsageError
 from .events import BlobAction, Events
 from .foreign import distributable_type, foreign_blob
@@ -19,7 +20,6 @@ from .oci.descriptor import Descriptor
 from .oci.jsondoc import loads_object
 from .oci.manifest import Manifest
 from .platforms import PlatformMatcher, platform_text, select_image
-from .remote import FetchedManifest, verified
 
 ForeignMode = Literal["keep", "include", "convert"]
 
@@ -73,7 +73,7 @@ class _Copier:
         return CopyResult(str(desc.digest), desc.media_type, desc.size, self.blob_actions,
                           self.manifests, self.platform)
 
-    async def _copy(self, fetched: FetchedManifest, root: bool) -> Descriptor:
+    async def _copy(self, fetched: ManifestBytes, root: bool) -> Descriptor:
         manifest = manifest_of(fetched)
         data = fetched.data
         if manifest.is_index:
@@ -83,8 +83,8 @@ class _Copier:
         else:
             data = await self._image(manifest)
         if data is not fetched.data:
-            fetched = FetchedManifest(data, fetched.media_type,
-                                      type(fetched.digest).from_bytes(data))
+            fetched = ManifestBytes(data, fetched.media_type,
+                                    type(fetched.digest).from_bytes(data))
         desc = fetched.descriptor()
         if root or not await self.dst.has_manifest(desc):
             await self.dst.put_manifest(fetched, root)

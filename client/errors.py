@@ -1,4 +1,5 @@
-"""Client-side errors: each carries a one-line message fit for a terminal."""
+"""The client's errors, all of them: each carries a one-line message fit for a terminal,
+and its class the exit code of `berth` (docs/client.md)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ class NotFoundError(BerthError):
     exit_code = 4
 
 
-class RegistryError(BerthError):
+class RegistryResponseError(BerthError):
     """A registry answered with an error status (and usually the spec's JSON body)."""
 
     def __init__(self, status: int, method: str, url: str, body: Any = None) -> None:
@@ -49,3 +50,15 @@ class NetworkError(BerthError):
 
 class DigestMismatch(BerthError):
     """Downloaded content does not match the digest or size that named it."""
+
+
+class ImageError(BerthError):
+    """A manifest or config that is not what it must be (malformed, nested too deeply)."""
+
+
+class PackError(BerthError):
+    """A directory that cannot be packed into a layer (unreadable, changing, a device)."""
+
+
+class UnpackError(BerthError):
+    """A layer cannot be applied: corrupt data, or an entry unsafe or unsupported."""

@@ -13,20 +13,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from .errors import BerthError, UsageError
-from .oci import mediatypes as mt
+from .content import BlobOpener, ManifestBytes, Progress, verified
+from .errors import ImageError, UsageError
 from .oci.descriptor import Descriptor
 from .oci.digest import Digest
 from .oci.jsondoc import JSONDocumentError, loads_object
 from .oci.manifest import Manifest, ManifestError, parse_manifest
-from .remote import BlobOpener, FetchedManifest, Progress, verified
 
 CONFIG_LIMIT = 16 * 1024 * 1024  # image configs are read whole; refuse absurd ones
-IMAGE_CONFIGS = (mt.OCI_CONFIG, mt.DOCKER_CONFIG)
-
-
-class ImageError(BerthError):
-    """A manifest or config that is not what it must be (malformed, nested too deeply)."""
 
 
 class ImageSource(abc.ABC):
@@ -41,11 +35,11 @@ class ImageSource(abc.ABC):
         return None
 
     @abc.abstractmethod
-    async def root(self) -> FetchedManifest:
+    async def root(self) -> ManifestBytes:
         """The manifest or index the source reference names."""
 
     @abc.abstractmethod
-    async def manifest(self, digest: Digest) -> FetchedManifest:
+    async def manifest(self, digest: Digest) -> ManifestBytes:
         """A child manifest of an index, by digest."""
 
     @abc.abstractmethod
@@ -88,7 +82,7 @@ class ImageDestination(abc.ABC):
     async def has_manifest(self, desc: Descriptor) -> bool: ...
 
     @abc.abstractmethod
-    async def put_manifest(self, manifest: FetchedManifest, root: bool) -> None:
+    async def put_manifest(self, manifest: ManifestBytes, root: bool) -> None:
         """Store a manifest; the root (the image or index copied) gets the destination's
         tag, children of an index are stored by digest."""
 
@@ -99,7 +93,7 @@ class ImageDestination(abc.ABC):
         """Release connections and files."""
 
 
-def manifest_of(fetched: FetchedManifest) -> Manifest:
+def manifest_of(fetched: ManifestBytes) -> Manifest:
     """The parsed manifest or index; a malformed one is a one-line error."""
     try:
         return parse_manifest(fetched.data, fetched.media_type)

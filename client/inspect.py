@@ -8,9 +8,10 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .image import IMAGE_CONFIGS, ImageSource, manifest_of, read_config
+from .content import ManifestBytes
+from .image import ImageSource, manifest_of, read_config
+from .oci import mediatypes as mt
 from .platforms import PlatformMatcher, platform_text, select_image
-from .remote import FetchedManifest
 
 if TYPE_CHECKING:
     from .events import Events
@@ -104,7 +105,7 @@ async def describe(source: ImageSource, reference: str,
                 entry["os.version"] = p.os_version
             info.platforms.append(entry)
         return info
-    if manifest.config is not None and manifest.config.media_type in IMAGE_CONFIGS:
+    if manifest.config is not None and manifest.config.media_type in mt.IMAGE_CONFIGS:
         info.config = await read_config(source, manifest.config)
     for layer in manifest.layers:
         info.layers.append({"digest": str(layer.digest), "size": layer.size,
@@ -113,6 +114,6 @@ async def describe(source: ImageSource, reference: str,
     return info
 
 
-def _info(reference: str, fetched: FetchedManifest, chosen: str | None) -> ImageInfo:
+def _info(reference: str, fetched: ManifestBytes, chosen: str | None) -> ImageInfo:
     return ImageInfo(reference, str(fetched.digest), fetched.media_type, len(fetched.data),
                      data=fetched.data, chosen=chosen)

@@ -22,7 +22,7 @@ import zstandard
 from isal import igzip
 
 from . import windows
-from .errors import BerthError, UsageError
+from .errors import PackError, UsageError
 from .oci import mediatypes as mt
 from .oci.digest import Digest, Hasher, new_hasher
 
@@ -36,13 +36,6 @@ PackProgress = Callable[[int, int], None]
 MEDIA_TYPES: dict[Compression, str] = {
     "gzip": mt.OCI_LAYER_GZIP, "zstd": mt.OCI_LAYER_ZSTD, "none": mt.OCI_LAYER_TAR,
 }
-DOCKER_MEDIA_TYPES: dict[Compression, str] = {
-    "gzip": mt.DOCKER_LAYER, "none": "application/vnd.docker.image.rootfs.diff.tar",
-}
-
-
-class PackError(BerthError):
-    pass
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .content import ManifestBytes
 from .errors import NotFoundError, UsageError
 from .events import Events
-from .image import IMAGE_CONFIGS, ImageSource, manifest_of, read_config
+from .image import ImageSource, manifest_of, read_config
+from .oci import mediatypes as mt
 from .oci.descriptor import Descriptor, Platform
 from .oci.manifest import Manifest
-from .remote import FetchedManifest
 
 LTSC_2022 = 20348
 COMPAT_LTSC_RELEASES = (LTSC_2022,)  # ascending; stable-ABI releases
@@ -174,7 +175,7 @@ class PlatformMatcher:
 class Selected:
     """The image a platform request leads to."""
 
-    fetched: FetchedManifest
+    fetched: ManifestBytes
     manifest: Manifest
     platform: Platform | None  # the index entry chosen; None when the source is one image
     config: dict[str, Any] | None = None  # when it was read (a single image's check)
@@ -209,7 +210,7 @@ async def select_image(
         manifest = manifest_of(fetched)
     config = None
     if chosen is None and matcher is not None and manifest.config is not None \
-            and manifest.config.media_type in IMAGE_CONFIGS:
+            and manifest.config.media_type in mt.IMAGE_CONFIGS:
         config = await read_config(source, manifest.config)
         has = config_platform(config)
         if not matcher.matches(has):

@@ -13,14 +13,15 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import BerthError
+from .content import verified
+from .errors import BerthError, UnpackError
 from .events import Events
 from .foreign import foreign_blob
-from .image import IMAGE_CONFIGS, ImageSource, read_config
+from .image import ImageSource, read_config
+from .oci import mediatypes as mt
 from .oci.descriptor import Descriptor
 from .platforms import PlatformMatcher, host_architecture, platform_text, select_image
-from .remote import verified
-from .unpack import LayerStats, UnpackError, apply_layer
+from .unpack import LayerStats, apply_layer
 
 
 @dataclass
@@ -54,7 +55,7 @@ async def unpack_image(source: ImageSource, target: Path,
     selected = await select_image(source, platform, events,
                                   index_default=PlatformMatcher("linux", host_architecture()))
     fetched, manifest = selected.fetched, selected.manifest
-    if manifest.config is None or manifest.config.media_type not in IMAGE_CONFIGS:
+    if manifest.config is None or manifest.config.media_type not in mt.IMAGE_CONFIGS:
         raise BerthError("not a container image (an artifact?): nothing to unpack")
     config = selected.config or await read_config(source, manifest.config)
     windows = config.get("os") == "windows"

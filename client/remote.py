@@ -6,28 +6,27 @@ registry, not just Berth.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 from yarl import URL
 
+from .content import BlobOpener, ManifestBytes, Progress
 from .errors import (
     AuthError,
     BerthError,
     DigestMismatch,
     NetworkError,
     NotFoundError,
-    RegistryError,
+    RegistryResponseError,
 )
 from .oci import mediatypes as mt
 from .oci import scope
-from .oci.descriptor import Descriptor, DescriptorError
-from .oci.digest import Digest, DigestError, new_hasher
+from .oci.descriptor import Descriptor
+from .oci.digest import Digest, DigestError
 from .oci.jsondoc import JSONDocumentError, loads_object
 from .oci.manifest import declared_media_type
 from .oci.reference import display
@@ -41,21 +40,6 @@ MANIFEST_ACCEPT = ", ".join(
 READ_CHUNK = 1024 * 1024
 MONOLITHIC_MAX = 16 * 1024 * 1024
 DEFAULT_CHUNK = 64 * 1024 * 1024
-
-# A blob's bytes from an offset: how push re-reads its source after an interruption.
-BlobOpener = Callable[[int], AsyncIterator[bytes]]
-# Told the number of bytes of one blob done so far (it may go back after a resume).
-Progress = Callable[[int], None]
-
-
-@dataclass(frozen=True, slots=True)
-class FetchedManifest:
-    data: bytes
-    media_type: str
-    digest: Digest
-
-    def descriptor(self) -> Descriptor:
-        return Descriptor(self.media_type, self.digest, len(self.data))
 
 
 class UploadInterrupted(Exception):
@@ -90,12 +74,12 @@ class RemoteRepository:
                 method, f"/v2/{self.name}/manifests/{reference}", scopes=self.pull,
                 headers={"Accept": MANIFEST_ACCEPT},
             )
-        except RegistryError as exc:
+        except RegistryResponseError as exc:
             if exc.status == 404:
                 raise NotFoundError(f"{self.at(reference)}: manifest not found") from None
             raise
 
-    async def get_manifest(self, reference: str) -> FetchedManifest:
+    async def get_manifest(self, reference: str) -> ManifestBytes:
         """Fetch a manifest by tag or digest, verifying its digest."""
         response = await self._manifest_request("GET", reference)
         async with response:
@@ -109,18 +93,7 @@ class RemoteRepository:
                 f"{self.at(reference)}: manifest digest is {actual}, expected {expected}"
             )
         media_type = content_type if content_type in mt.MANIFESTS else declared_media_type(data)
-        return FetchedManifest(data, media_type, actual)
-
-    async def resolve(self, reference: str) -> Descriptor:
-        """A manifest's descriptor by HEAD (falls back to GET when the registry sends no digest)."""
-        response = await self._manifest_request("HEAD", reference)
-        async with response:
-            header = _parse_digest(response.headers.get("Docker-Content-Digest"))
-            media_type = mt.base_type(response.headers.get("Content-Type"))
-            length = response.headers.get("Content-Length")
-        if header is None or not length or media_type not in mt.MANIFESTS:
-            return (await self.get_manifest(reference)).descriptor()
-        return Descriptor(media_type, header, int(length))
+        return ManifestBytes(data, media_type, actual)
 
     async def manifest_exists(self, digest: Digest) -> bool:
         try:
@@ -128,7 +101,7 @@ class RemoteRepository:
                 "HEAD", f"/v2/{self.name}/manifests/{digest}", scopes=self.pull,
                 headers={"Accept": MANIFEST_ACCEPT}, expect=(200, 404),
             )
-        except RegistryError:
+        except RegistryResponseError:
             return False
         response.release()
         return response.status == 200
@@ -152,7 +125,7 @@ class RemoteRepository:
                 "DELETE", f"/v2/{self.name}/manifests/{reference}", scopes=scopes,
                 expect=(200, 202, 204),
             )
-        except RegistryError as exc:
+        except RegistryResponseError as exc:
             if exc.status == 404:
                 raise NotFoundError(f"{self.at(reference)}: manifest not found") from None
             raise
@@ -179,7 +152,7 @@ class RemoteRepository:
                 "GET", f"/v2/{self.name}/blobs/{digest}", scopes=self.pull, headers=headers,
                 expect=(200, 206),
             )
-        except RegistryError as exc:
+        except RegistryResponseError as exc:
             if exc.status == 404:
                 raise NotFoundError(f"{self}: blob {digest} not found") from None
             raise
@@ -221,7 +194,7 @@ class RemoteRepository:
                 "DELETE", location, scopes=self.push, expect=(200, 202, 204, 404, 405)
             )
             response.release()
-        except (RegistryError, NetworkError):
+        except (RegistryResponseError, NetworkError):
             pass
 
     async def upload_blob(
@@ -282,7 +255,7 @@ class RemoteRepository:
                     # the session; the resume asks for a new one, and a real refusal then
                     # surfaces from the status request.
                     raise UploadInterrupted(str(exc)) from None
-                except RegistryError as exc:
+                except RegistryResponseError as exc:
                     if exc.status in (416, 500, 502, 503, 504):
                         raise UploadInterrupted(str(exc)) from None
                     raise
@@ -318,7 +291,7 @@ class RemoteRepository:
             try:
                 response = await self.session.request("GET", path, scopes=self.pull,
                                                       params=params)
-            except RegistryError as exc:
+            except RegistryResponseError as exc:
                 if exc.status == 404:
                     raise NotFoundError(f"{self}: repository not found") from None
                 raise
@@ -329,30 +302,13 @@ class RemoteRepository:
                 params = None
         return found
 
-    async def referrers(
-        self, subject: Digest, artifact_type: str | None = None
-    ) -> list[Descriptor]:
-        params = {"artifactType": artifact_type} if artifact_type else None
-        response = await self.session.request(
-            "GET", f"/v2/{self.name}/referrers/{subject}", scopes=self.pull, params=params,
-        )
-        async with response:
-            body = await json_body(response, "referrers index")
-        manifests = body.get("manifests") or []
-        try:
-            if not isinstance(manifests, list):
-                raise DescriptorError("'manifests' must be a list")
-            return [Descriptor.from_json(m, f"manifests[{i}]") for i, m in enumerate(manifests)]
-        except DescriptorError as exc:
-            raise BerthError(f"{response.url}: referrers index: {exc}") from None
-
 
 async def catalog(session: RegistrySession, page_size: int | None = None) -> list[str]:
     found: list[str] = []
     path: str | None = "/v2/_catalog"
     params: dict[str, Any] | None = {"n": page_size} if page_size else None
     while path:
-        response = await session.request("GET", path, scopes=[scope.CATALOG],
+        response = await session.request("GET", path, scopes=[scope.CATALOG_SCOPE],
                                          params=params)
         async with response:
             body = await json_body(response, "catalog")
@@ -360,27 +316,6 @@ async def catalog(session: RegistrySession, page_size: int | None = None) -> lis
             path = _next_link(response)
             params = None
     return found
-
-
-async def verified(desc: Descriptor, stream: AsyncIterator[bytes],
-                   progress: Progress | None = None) -> AsyncIterator[bytes]:
-    """Pass a blob's bytes through, failing at the end if digest or size differ."""
-    hasher = new_hasher(desc.digest.algorithm)
-    size = 0
-    loop = asyncio.get_running_loop()
-    async for chunk in stream:
-        if len(chunk) >= 65536:  # hashing releases the GIL: keep big ones off the loop
-            await loop.run_in_executor(None, hasher.update, chunk)
-        else:
-            hasher.update(chunk)
-        size += len(chunk)
-        if size > desc.size:
-            raise DigestMismatch(f"{desc.digest}: more than the {desc.size} bytes announced")
-        if progress:
-            progress(size)
-        yield chunk
-    if size != desc.size or hasher.hexdigest() != desc.digest.hex:
-        raise DigestMismatch(f"{desc.digest}: content does not match (got {size} bytes)")
 
 
 class _Slicer:
@@ -442,9 +377,9 @@ def _parse_digest(value: str | None) -> Digest | None:
 def _location(response: aiohttp.ClientResponse, default: str | None = None) -> str:
     location = response.headers.get("Location") or default
     if not location:
-        raise RegistryError(response.status, response.method, str(response.url),
-                            {"errors": [{"code": "NO_LOCATION",
-                                         "message": "upload response without Location"}]})
+        raise RegistryResponseError(
+            response.status, response.method, str(response.url),
+            {"errors": [{"code": "NO_LOCATION", "message": "upload response without Location"}]})
     return str(response.url.join(URL(location)))
 
 

@@ -29,7 +29,7 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 
 from .auth import Challenge, Credentials, parse_challenges
-from .errors import AuthError, NetworkError, RegistryError
+from .errors import AuthError, NetworkError, RegistryResponseError
 from .oci.jsondoc import JSONDocumentError, loads
 
 log = logging.getLogger(__name__)
@@ -174,8 +174,8 @@ class RegistrySession:
                         self.credentials = await asyncio.to_thread(self._find_credentials)
                         self._find_credentials = None
                 elif response.status >= 400 and response.status != 404:
-                    raise RegistryError(response.status, "GET", str(response.url),
-                                        await _json_or_none(response))
+                    raise RegistryResponseError(response.status, "GET", str(response.url),
+                                                await _json_or_none(response))
             self._challenge_known = True
 
     async def _probe_scheme(self) -> None:
@@ -316,7 +316,7 @@ class RegistrySession:
     ) -> aiohttp.ClientResponse:
         """Send a request to `path` (relative to the host, or an absolute URL the registry
         gave, e.g. an upload Location). Returns the response, unread, when its status is in
-        `expect`; otherwise raises `RegistryError` (or `AuthError` for 401/403). With
+        `expect`; otherwise raises `RegistryResponseError` (or `AuthError` for 401/403). With
         `retry=False` a failure is reported at once (uploads resume on their own)."""
         await self._learn_challenge()
         url = path if path.startswith(("http://", "https://")) else urljoin(self.base_url, path)
@@ -374,7 +374,7 @@ class RegistrySession:
                 elif denied and self.credentials.username:
                     message += f" (as {self.credentials.username})"
                 raise AuthError(message)
-            raise RegistryError(status, method, url, body)
+            raise RegistryResponseError(status, method, url, body)
 
     async def _follow(
         self, method: str, url: str, expect: Collection[int]
@@ -394,7 +394,7 @@ class RegistrySession:
             if response.status in expect:
                 return response
             response.release()
-            raise RegistryError(response.status, method, url)
+            raise RegistryResponseError(response.status, method, url)
         raise NetworkError(f"{method} {url}: too many redirects")
 
     async def _backoff(self, attempt: int, delay: float | None, why: str) -> None:

@@ -1,11 +1,10 @@
 """Applying image layers to a directory, as `berth pull --unpack DIR` does.
 
-A layer blob is read once, as a stream (never whole in memory): decompressed by its media
-type (`+gzip` / `.tar.gzip`, `+zstd`, plain `.tar`; the magic bytes decide for other types
-and win, with a warning, over a media type that does not match the data), and read by
-`tarfile` in stream mode. Blocking: callers run it in a thread. The stream is read to its
-end, so a digest-verifying wrapper sees every byte; truncated gzip, zstd or tar data and
-corrupt tar headers are errors, not a quiet early end.
+A layer blob is read once, as a stream (never whole in memory): decompressed by
+`client.compression` (by its media type, `+gzip` / `.tar.gzip`, `+zstd`, plain `.tar`, or
+its magic bytes), and read by `tarfile` in stream mode. Blocking: callers run it in a
+thread. The stream is read to its end, so a digest-verifying wrapper sees every byte;
+truncated gzip, zstd or tar data and corrupt tar headers are errors, not a quiet early end.
 
 Whiteouts follow the OCI image-spec: `dir/.wh.name` removes `dir/name` as lower layers left
 it, `dir/.wh..wh..opq` removes every child of `dir` that lower layers put there. Neither
@@ -38,26 +37,17 @@ records ignored, modes fixed (0o755 directories, 0o644 files: the tar carries on
 
 from __future__ import annotations
 
-import gzip
-import io
 import logging
 import os
 import shutil
 import stat
 import tarfile
-import zlib
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, BinaryIO, ClassVar, Self, cast
+from typing import BinaryIO, Self
 
-import zstandard
-
-from .errors import BerthError
-from .oci.mediatypes import base_type
-
-if TYPE_CHECKING:
-    from _typeshed import WriteableBuffer
+from .compression import decompressed
+from .errors import UnpackError
 
 log = logging.getLogger(__name__)
 
@@ -65,20 +55,12 @@ WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 _AUFS_META = ".wh..wh."  # .wh..wh.plnk, .wh..wh.aufs, ...: never unpacked
 
-GZIP, ZSTD, TAR = "gzip", "zstd", "tar"
-_DECLARED = (("+gzip", GZIP), (".tar.gzip", GZIP), ("+zstd", ZSTD), (".tar.zstd", ZSTD),
-             (".tar", TAR))
-_SNIFF = 262  # enough for the ustar magic at offset 257
 _BUFFER = 1024 * 1024
 _MAX_SYMLINKS = 40  # as Linux's ELOOP limit
 _CREATE = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
            | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0))
 # Separators of the host other than "/": inside a tar name they are ordinary characters.
 _HOST_SEPARATORS = tuple(sep for sep in (os.sep, os.altsep) if sep and sep != "/")
-
-
-class UnpackError(BerthError):
-    """A layer cannot be applied: corrupt data, or an entry unsafe or unsupported."""
 
 
 @dataclass
@@ -106,7 +88,7 @@ def apply_layer(
 ) -> LayerStats:
     """Apply one layer blob, read from `stream` to its end, onto `target` (made if missing)."""
     root = _prepare(target)
-    decoded = _decoded(stream, media_type)
+    decoded = decompressed(stream, media_type)
     layer = _Layer(root, windows=windows, owners=preserve_owners and _is_root() and not windows,
                    special_bits=preserve_special_bits)
     try:
@@ -123,22 +105,6 @@ def apply_layer(
     return layer.stats
 
 
-def apply_layers(
-    layers: Iterable[tuple[BinaryIO, str]], target: Path, *, windows: bool = False,
-    preserve_owners: bool = False, preserve_special_bits: bool = False,
-) -> LayerStats:
-    """Apply (stream, media type) layers in order, lowest first; the stats summed."""
-    total = LayerStats()
-    for index, (stream, media_type) in enumerate(layers, 1):
-        try:
-            total += apply_layer(stream, target, media_type, windows=windows,
-                                 preserve_owners=preserve_owners,
-                                 preserve_special_bits=preserve_special_bits)
-        except UnpackError as e:
-            raise UnpackError(f"layer {index}: {e}") from e
-    return total
-
-
 def _is_root() -> bool:
     return hasattr(os, "geteuid") and os.geteuid() == 0
 
@@ -153,120 +119,6 @@ def _prepare(target: Path) -> str:
     return os.path.realpath(target)
 
 
-# --- decompression -----------------------------------------------------------------------
-
-def declared_compression(media_type: str) -> str | None:
-    """The compression a layer media type names: gzip, zstd or tar (none); else None."""
-    media_type = base_type(media_type)
-    return next((kind for suffix, kind in _DECLARED if media_type.endswith(suffix)), None)
-
-
-def sniff_compression(head: bytes) -> str | None:
-    """What the first bytes of a blob are: "gzip", "zstd", "tar" (ustar magic) or None."""
-    if head.startswith(b"\x1f\x8b"):
-        return GZIP
-    if head.startswith(b"\x28\xb5\x2f\xfd") or (  # a frame, or a skippable frame
-            len(head) >= 4 and int.from_bytes(head[:4], "little") & 0xFFFFFFF0 == 0x184D2A50):
-        return ZSTD
-    if head[257:262] == b"ustar":
-        return TAR
-    return None
-
-
-class _Head:
-    """Bytes already read from `stream`, then the rest of it."""
-
-    def __init__(self, head: bytes, stream: BinaryIO) -> None:
-        self.head, self.stream = head, stream
-
-    def read(self, size: int = -1, /) -> bytes:
-        if self.head:
-            size = len(self.head) if size < 0 else size
-            data, self.head = self.head[:size], self.head[size:]
-            return data
-        try:
-            return self.stream.read(size)
-        except OSError as e:
-            raise UnpackError(f"cannot read the layer: {e.strerror or e}") from e
-
-
-class _ZstdFrames:
-    """Follows the frame structure of zstd data as it passes, to tell a truncated stream
-    from a complete one: the decompressor's stream reader ends quietly on either."""
-
-    _NEED: ClassVar[dict[str, int]] = {
-        "magic": 4, "skippable": 4, "descriptor": 1, "block": 3, "checksum": 4,
-    }  # bytes of each field; "header" (window, dictionary id, content size) varies
-
-    def __init__(self) -> None:
-        self.state, self.header, self.skip, self.frames = "magic", 0, 0, 0
-        self.checksum = False
-        self.pending = b""
-
-    def feed(self, data: bytes) -> None:
-        view, pos = memoryview(data), 0
-        while True:
-            if self.skip:
-                step = min(self.skip, len(view) - pos)
-                self.skip, pos = self.skip - step, pos + step
-                if self.skip:
-                    return
-            need = self._NEED.get(self.state, self.header) - len(self.pending)
-            if len(view) - pos < need:
-                self.pending += view[pos:]
-                return
-            self.pending, field = b"", self.pending + view[pos : pos + need]
-            pos += need
-            self._step(int.from_bytes(field, "little"))
-
-    def _step(self, value: int) -> None:
-        if self.state == "magic":
-            if value == 0xFD2FB528:
-                self.state = "descriptor"
-            elif value & 0xFFFFFFF0 == 0x184D2A50:
-                self.state = "skippable"
-            else:
-                raise UnpackError("corrupt zstd layer data: not a zstd frame")
-        elif self.state == "skippable":
-            self.state, self.skip = "magic", value
-        elif self.state == "descriptor":  # then window, dictionary id, content size
-            single = bool(value & 0x20)
-            self.checksum = bool(value & 0x04)
-            self.header = ((not single) + (0, 1, 2, 4)[value & 3]
-                           + (int(single), 2, 4, 8)[value >> 6])
-            self.state = "header"
-        elif self.state == "header":
-            self.state = "block"
-        elif self.state == "block":
-            kind, size = (value >> 1) & 3, value >> 3
-            if kind == 3:
-                raise UnpackError("corrupt zstd layer data: reserved block type")
-            self.skip = 1 if kind == 1 else size
-            if value & 1:
-                self.state = "checksum" if self.checksum else "magic"
-                self.frames += not self.checksum
-        else:  # checksum
-            self.state, self.frames = "magic", self.frames + 1
-
-    def complete(self) -> bool:
-        return self.state == "magic" and not self.skip and not self.pending and self.frames > 0
-
-
-class _ZstdSource:
-    """The compressed bytes on their way to the decompressor; a truncated end is refused."""
-
-    def __init__(self, source: _Head) -> None:
-        self.source, self.frames = source, _ZstdFrames()
-
-    def read(self, size: int = -1, /) -> bytes:
-        data = self.source.read(size)
-        if data:
-            self.frames.feed(data)
-        elif not self.frames.complete():
-            raise UnpackError("corrupt zstd layer data: truncated")
-        return data
-
-
 class _TarInfo(tarfile.TarInfo):
     """A truncated or corrupt header is an error, where tarfile would end the archive there."""
 
@@ -278,58 +130,6 @@ class _TarInfo(tarfile.TarInfo):
             if buf and (len(buf) < tarfile.BLOCKSIZE or buf.count(0) != len(buf)):
                 raise UnpackError(f"invalid layer tar: {e}") from e
             raise  # no more data, or a zero block: the end of the archive
-
-
-class _Decoded(io.RawIOBase):
-    """A raw stream over a decompressor's `read`; corrupt data becomes UnpackError."""
-
-    def __init__(self, read: Callable[[int], bytes], kind: str) -> None:
-        self._read, self.kind = read, kind
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: WriteableBuffer, /) -> int:
-        view = memoryview(buffer).cast("B")
-        try:
-            data = self._read(len(view))
-        except (EOFError, zlib.error, gzip.BadGzipFile, zstandard.ZstdError) as e:
-            raise UnpackError(f"corrupt {self.kind} layer data: {e}") from e
-        view[: len(data)] = data
-        return len(data)
-
-
-def _decoded(stream: BinaryIO, media_type: str) -> io.BufferedReader:
-    """The uncompressed tar of a layer blob, as a stream."""
-    head = b""
-    while len(head) < _SNIFF:
-        try:
-            chunk = stream.read(_SNIFF - len(head))
-        except OSError as e:
-            raise UnpackError(f"cannot read the layer: {e.strerror or e}") from e
-        if not chunk:
-            break
-        head += chunk
-    declared, found = declared_compression(media_type), sniff_compression(head)
-    if found is None:
-        if declared is None:
-            raise UnpackError(f"layer of unknown type {media_type!r} is neither gzip, zstd "
-                              "nor tar data")
-        if declared != TAR:  # a declared plain tar may be old-style, without the ustar magic
-            raise UnpackError(f"layer of type {media_type!r} is not {declared} data")
-        found = TAR
-    elif declared is not None and found != declared:
-        log.warning("layer of type %s holds %s data: unpacking it as %s", media_type, found, found)
-    source = _Head(head, stream)
-    read: Callable[[int], bytes]
-    if found == GZIP:  # (neither decompressor seeks: the casts only quiet the stubs)
-        read = gzip.GzipFile(fileobj=cast(IO[bytes], source), mode="rb").read
-    elif found == ZSTD:
-        read = zstandard.ZstdDecompressor().stream_reader(
-            cast(IO[bytes], _ZstdSource(source)), read_across_frames=True, closefd=False).read
-    else:
-        read = source.read
-    return io.BufferedReader(_Decoded(read, found), _BUFFER)
 
 
 # --- paths --------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from client.oci.scope import CATALOG, Scope, ScopeError, repository
+from client.oci.scope import CATALOG_SCOPE, Scope, ScopeError, repository
 from registry.auth.htpasswd import Htpasswd, HtpasswdError
 from registry.auth.policy import USERS_MAY_DO_ALL, Policy, PolicyError
 from registry.auth.throttle import LoginThrottle
@@ -118,7 +118,7 @@ def test_scopes_parse_and_print() -> None:
     assert (scope.type, scope.name, scope.actions) == ("repository", "team/app",
                                                        {"pull", "push"})
     assert Scope.parse("repository:localhost:5000/app:pull").name == "localhost:5000/app"
-    assert str(Scope.parse(CATALOG)) == "registry:catalog:*"
+    assert str(Scope.parse(CATALOG_SCOPE)) == "registry:catalog:*"
     assert repository("a/b", "pull", "push") == "repository:a/b:pull,push"
     with pytest.raises(ScopeError):
         Scope.parse("repository-only")

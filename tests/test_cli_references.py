@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from client.oci.reference import Reference, ReferenceError, Registry
+from client.oci.reference import InvalidReferenceError, Reference, Registry
 
 from .layouts import layout_image
 from .servers import BerthServer
@@ -110,5 +110,5 @@ def test_registry_grammar(text: str, host: str, scheme: str | None) -> None:
 
 @pytest.mark.parametrize("bad", ["http://x", "http://bad_host/x", "docker://"])
 def test_bad_scheme_references(bad: str) -> None:
-    with pytest.raises(ReferenceError):
+    with pytest.raises(InvalidReferenceError):
         Reference.parse(bad)

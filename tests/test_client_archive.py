@@ -30,14 +30,10 @@ from client.errors import BerthError, NotFoundError, UsageError
 from client.events import Events
 from client.oci.descriptor import Descriptor
 from client.oci.digest import Digest
+from client.oci.mediatypes import DOCKER_LAYER_TAR, DOCKER_LAYER_ZSTD
 from client.platforms import PlatformMatcher
-from client.transports.archive import (
-    CHUNK,
-    DOCKER_LAYER_TAR,
-    DOCKER_LAYER_ZSTD,
-    ArchiveSource,
-    split_archive_spec,
-)
+from client.transports.archive import split_archive_spec
+from client.transports.archive_reader import CHUNK, ArchiveSource
 
 from .helpers import (
     DOCKER_CONFIG,

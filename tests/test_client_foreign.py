@@ -13,7 +13,7 @@ import requests
 
 from client.client import Client
 from client.copy import CopyOptions
-from client.errors import DigestMismatch, NetworkError, RegistryError
+from client.errors import DigestMismatch, NetworkError, RegistryResponseError
 
 from .helpers import (
     DOCKER_CONFIG,
@@ -113,7 +113,7 @@ async def test_foreign_content_is_verified(berth: BerthServer, repo: str,
     data = json.dumps(doc).encode()
     layout.tag("bad", DOCKER_MANIFEST, data)
     async with Client() as client:
-        with pytest.raises((DigestMismatch, RegistryError),
+        with pytest.raises((DigestMismatch, RegistryResponseError),
                            match=r"(does not match|DIGEST_INVALID)"):
             await client.copy(f"oci:{layout.root}:bad", f"{berth.host}/{repo}:bad",
                               CopyOptions(foreign="include"))

@@ -14,7 +14,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from client.client import Client
-from client.errors import NetworkError, RegistryError
+from client.errors import NetworkError, RegistryResponseError
 from client.session import TransportOptions
 
 MANIFEST = json.dumps({
@@ -75,7 +75,7 @@ async def test_retries_give_up(start: Callable[[web.Application], Awaitable[str]
     app, seen = flaky_registry([(503, {})] * 10)
     host = await start(app)
     async with Client(TransportOptions(plain_http=True, backoff=0.01, retries=2)) as client:
-        with pytest.raises(RegistryError, match="HTTP 503"):
+        with pytest.raises(RegistryResponseError, match="HTTP 503"):
             await client.manifest(f"{host}/app:v1")
     assert len(seen) == 3
 
@@ -86,7 +86,7 @@ async def test_client_errors_are_not_retried(
     app, seen = flaky_registry([(400, {})])
     host = await start(app)
     async with Client(TransportOptions(plain_http=True, backoff=0.01)) as client:
-        with pytest.raises(RegistryError, match="HTTP 400"):
+        with pytest.raises(RegistryResponseError, match="HTTP 400"):
             await client.manifest(f"{host}/app:v1")
     assert len(seen) == 1
 

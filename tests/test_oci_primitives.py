@@ -9,7 +9,7 @@ import pytest
 from client.oci import mediatypes as mt
 from client.oci.digest import Digest, DigestError
 from client.oci.manifest import ManifestError, parse_manifest
-from client.oci.reference import Reference, ReferenceError, is_valid_name, is_valid_tag
+from client.oci.reference import InvalidReferenceError, Reference, is_valid_name, is_valid_tag
 
 HEX = "a" * 64
 
@@ -61,7 +61,7 @@ def test_references(text: str, registry: str, repository: str, tag: str | None,
 
 @pytest.mark.parametrize("bad", ["", "UPPER/case", "reg.io/x:-bad", "x@sha256:short", "a//b"])
 def test_bad_references(bad: str) -> None:
-    with pytest.raises(ReferenceError):
+    with pytest.raises(InvalidReferenceError):
         Reference.parse(bad)
 
 

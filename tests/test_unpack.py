@@ -18,9 +18,9 @@ import pytest
 import zstandard
 
 from client import unpack
-from client.errors import DigestMismatch
+from client.errors import DigestMismatch, UnpackError
 from client.oci import mediatypes as mt
-from client.unpack import LayerStats, UnpackError, apply_layer, apply_layers
+from client.unpack import LayerStats, apply_layer
 
 MTIME = 1_600_000_000
 Member = tuple[tarfile.TarInfo, bytes | None]
@@ -94,6 +94,19 @@ class Stream(io.RawIOBase):
 
 def stream(data: bytes) -> BinaryIO:
     return Stream(data)  # type: ignore[return-value]
+
+
+def apply_layers(layers: list[tuple[BinaryIO, str]], target: Path, *,
+                 windows: bool = False) -> LayerStats:
+    """(stream, media type) layers in order, lowest first, as `client.pull` applies them;
+    the stats summed, an error naming its layer."""
+    total = LayerStats()
+    for number, (blob, media_type) in enumerate(layers, 1):
+        try:
+            total += apply_layer(blob, target, media_type, windows=windows)
+        except UnpackError as e:
+            raise UnpackError(f"layer {number}: {e}") from e
+    return total
 
 
 def apply(target: Path, *layers: bytes, windows: bool = False) -> LayerStats:

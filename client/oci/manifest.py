@@ -12,7 +12,6 @@ from typing import Any
 
 from . import mediatypes as mt
 from .descriptor import Descriptor, DescriptorError
-from .digest import Digest
 from .jsondoc import JSONDocumentError, loads
 
 
@@ -36,9 +35,6 @@ class Manifest:
     def is_index(self) -> bool:
         return self.media_type in mt.INDEXES
 
-    def digest(self, algorithm: str = "sha256") -> Digest:
-        return Digest.from_bytes(self.data, algorithm)
-
     def blobs(self) -> Iterator[Descriptor]:
         """Config and layers: the blobs an image manifest needs."""
         if self.config is not None:
@@ -52,11 +48,6 @@ class Manifest:
         if self.config is not None and not self.is_index:
             return self.config.media_type
         return None
-
-    def json(self) -> dict[str, Any]:
-        value = loads(self.data)
-        assert isinstance(value, dict)
-        return value
 
 
 def _descriptors(doc: Mapping[str, Any], key: str, required: bool) -> tuple[Descriptor, ...]:

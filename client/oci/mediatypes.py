@@ -17,6 +17,10 @@ DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+# distribution's schema2.MediaTypeUncompressedLayer, containerd's MediaTypeDockerSchema2Layer
+DOCKER_LAYER_TAR = "application/vnd.docker.image.rootfs.diff.tar"
+# containerd's MediaTypeDockerSchema2LayerZstd, containers/image's DockerV2SchemaLayerMediaTypeZstd
+DOCKER_LAYER_ZSTD = "application/vnd.docker.image.rootfs.diff.tar.zstd"
 DOCKER_FOREIGN_LAYER = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
 DOCKER_SCHEMA1 = "application/vnd.docker.distribution.manifest.v1+json"
 DOCKER_SCHEMA1_SIGNED = "application/vnd.docker.distribution.manifest.v1+prettyjws"
@@ -29,6 +33,7 @@ IMAGE_MANIFESTS = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
 INDEXES = frozenset({OCI_INDEX, DOCKER_MANIFEST_LIST})
 MANIFESTS = IMAGE_MANIFESTS | INDEXES
 SCHEMA1 = frozenset({DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED})
+IMAGE_CONFIGS = frozenset({OCI_CONFIG, DOCKER_CONFIG})
 
 # Classified by prefix, as containerd does, so every compression variant counts.
 _FOREIGN_PREFIXES = (

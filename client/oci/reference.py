@@ -30,7 +30,7 @@ DEFAULT_TAG = "latest"
 SCHEMES = {"docker://": None, "http://": "http", "https://": "https"}
 
 
-class ReferenceError(ValueError):
+class InvalidReferenceError(ValueError):
     """An invalid repository name, tag or image reference."""
 
 
@@ -88,9 +88,9 @@ class Registry:
         scheme, text = _split_scheme(value.strip())
         host, _, path = text.partition("/")
         if path.strip("/") not in ("", "v1", "v2"):
-            raise ReferenceError(f"{value!r}: a registry is HOST[:PORT], not a repository")
+            raise InvalidReferenceError(f"{value!r}: a registry is HOST[:PORT], not a repository")
         if not HOST_RE.match(host):
-            raise ReferenceError(f"{value!r}: invalid registry host {host!r}")
+            raise InvalidReferenceError(f"{value!r}: invalid registry host {host!r}")
         host = host.lower()
         if host in ("index.docker.io", "registry-1.docker.io"):
             host = DOCKER_HUB
@@ -131,24 +131,24 @@ class Reference:
     def parse(cls, value: str) -> Reference:
         scheme, text = _split_scheme(value.strip())
         if not text:
-            raise ReferenceError("empty image reference")
+            raise InvalidReferenceError("empty image reference")
         digest = None
         if "@" in text:
             text, _, digest_text = text.partition("@")
             try:
                 digest = Digest.parse(digest_text)
             except DigestError as exc:
-                raise ReferenceError(f"{value!r}: {exc}") from None
+                raise InvalidReferenceError(f"{value!r}: {exc}") from None
         # The first component is a registry host when it has '.', ':' or is 'localhost', or
         # when an http(s):// scheme says a host comes first.
         first, sep, rest = text.partition("/")
         if sep and (scheme is not None or "." in first or ":" in first
                     or first == "localhost"):
             if not HOST_RE.match(first):
-                raise ReferenceError(f"{value!r}: invalid registry host {first!r}")
+                raise InvalidReferenceError(f"{value!r}: invalid registry host {first!r}")
             registry, remainder = first.lower(), rest
         elif scheme is not None:
-            raise ReferenceError(f"{value!r}: no repository after the registry host")
+            raise InvalidReferenceError(f"{value!r}: no repository after the registry host")
         else:
             registry, remainder = DOCKER_HUB, text
         if registry in ("index.docker.io", "registry-1.docker.io"):
@@ -159,11 +159,11 @@ class Reference:
         if colon > last_slash:
             remainder, tag = remainder[:colon], remainder[colon + 1 :]
             if not is_valid_tag(tag):
-                raise ReferenceError(f"{value!r}: invalid tag {tag!r}")
+                raise InvalidReferenceError(f"{value!r}: invalid tag {tag!r}")
         if registry == DOCKER_HUB and "/" not in remainder:
             remainder = f"library/{remainder}"
         if not is_valid_name(remainder):
-            raise ReferenceError(f"{value!r}: invalid repository name {remainder!r}")
+            raise InvalidReferenceError(f"{value!r}: invalid repository name {remainder!r}")
         if tag is None and digest is None:
             tag = DEFAULT_TAG
         return cls(registry, remainder, tag, digest, scheme)

@@ -42,4 +42,5 @@ def repository(name: str, *actions: str) -> str:
     return f"{REPOSITORY}:{name}:{','.join(actions)}"
 
 
-CATALOG = f"{REGISTRY}:{CATALOG_NAME}:{ALL}"
+# What listing the catalog (`GET /v2/_catalog`) needs: `registry:catalog:*`.
+CATALOG_SCOPE = f"{REGISTRY}:{CATALOG_NAME}:{ALL}"

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 
 from ..errors import UsageError
 from ..image import ImageDestination, ImageSource
-from ..oci.reference import Reference, ReferenceError, Registry
+from ..oci.reference import InvalidReferenceError, Reference, Registry
 
 if TYPE_CHECKING:
-    from ..client import Client
+    from .registry import RepositoryOpener
 
 
 ARCHIVE = "docker-archive:"
@@ -31,11 +31,12 @@ def split_path_tag(spec: str) -> tuple[str, str | None]:
     return spec, None
 
 
-def parse_reference(text: str) -> Reference:
-    """An image reference (`docker://`, `http(s)://` or none; tag and/or digest)."""
+def parse_image_reference(text: str) -> Reference:
+    """An image reference a person gave (`docker://`, `http(s)://` or none; tag and/or
+    digest); an invalid one is a usage error."""
     try:
         return Reference.parse(text)
-    except ReferenceError as exc:
+    except InvalidReferenceError as exc:
         raise UsageError(str(exc)) from None
 
 
@@ -43,12 +44,15 @@ def parse_registry(text: str) -> Registry:
     """A registry host: HOST[:PORT], http(s)://HOST[:PORT] or docker://HOST[:PORT]."""
     try:
         return Registry.parse(text)
-    except ReferenceError as exc:
+    except InvalidReferenceError as exc:
         raise UsageError(str(exc)) from None
 
 
-async def open_source(client: Client, spec: str) -> ImageSource:
-    from .archive import ArchiveSource, split_archive_spec
+async def open_source(spec: str, repositories: RepositoryOpener) -> ImageSource:
+    """The image `spec` names, to read; a registry reference's repository comes from
+    `repositories` (`Client.repository`)."""
+    from .archive import split_archive_spec
+    from .archive_reader import ArchiveSource
     from .layout import LayoutSource
     from .registry import RegistrySource
 
@@ -57,12 +61,14 @@ async def open_source(client: Client, spec: str) -> ImageSource:
     if spec.startswith("oci:"):
         path, tag = split_path_tag(spec[4:])
         return await LayoutSource.open(path, tag)
-    ref = parse_reference(spec)
-    return RegistrySource(client, ref)
+    ref = parse_image_reference(spec)
+    return RegistrySource(repositories(ref), ref)
 
 
-async def open_destination(client: Client, spec: str) -> ImageDestination:
-    from .archive import ArchiveDestination, split_archive_spec
+async def open_destination(spec: str, repositories: RepositoryOpener) -> ImageDestination:
+    """Where `spec` names, to write an image to (see `open_source`)."""
+    from .archive import split_archive_spec
+    from .archive_writer import ArchiveDestination
     from .layout import LayoutDestination
     from .registry import RegistryDestination
 
@@ -71,5 +77,5 @@ async def open_destination(client: Client, spec: str) -> ImageDestination:
     if spec.startswith("oci:"):
         path, tag = split_path_tag(spec[4:])
         return await LayoutDestination.open(path, tag)
-    ref = parse_reference(spec)
-    return RegistryDestination(client, ref)
+    ref = parse_image_reference(spec)
+    return RegistryDestination(repositories(ref), ref)

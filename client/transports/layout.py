@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from ..content import BlobOpener, ManifestBytes, Progress
 from ..errors import BerthError, NotFoundError, UsageError
 from ..image import ImageDestination, ImageSource
 from ..oci import mediatypes as mt
@@ -18,7 +19,6 @@ from ..oci.descriptor import Descriptor, DescriptorError
 from ..oci.digest import Digest
 from ..oci.jsondoc import JSONDocumentError, loads_object
 from ..oci.manifest import declared_media_type
-from ..remote import BlobOpener, FetchedManifest, Progress
 
 REF_NAME = "org.opencontainers.image.ref.name"
 CHUNK = 1024 * 1024
@@ -77,21 +77,21 @@ class LayoutSource(ImageSource):
         except DescriptorError as exc:
             raise BerthError(f"{root}/index.json: {exc}") from None
 
-    async def _read(self, digest: Digest, media_type: str) -> FetchedManifest:
+    async def _read(self, digest: Digest, media_type: str) -> ManifestBytes:
         try:
             data = await asyncio.to_thread(_blob_path(self.path, digest).read_bytes)
         except FileNotFoundError:
             raise NotFoundError(f"{self.path}: manifest {digest} is missing") from None
         if Digest.from_bytes(data, digest.algorithm) != digest:
             raise BerthError(f"{self.path}: blob {digest} is corrupt")
-        return FetchedManifest(data, media_type, digest)
+        return ManifestBytes(data, media_type, digest)
 
-    async def root(self) -> FetchedManifest:
+    async def root(self) -> ManifestBytes:
         return await self._read(self.entry.digest, self.entry.media_type)
 
-    async def manifest(self, digest: Digest) -> FetchedManifest:
+    async def manifest(self, digest: Digest) -> ManifestBytes:
         fetched = await self._read(digest, "")
-        return FetchedManifest(fetched.data, declared_media_type(fetched.data), digest)
+        return ManifestBytes(fetched.data, declared_media_type(fetched.data), digest)
 
     async def holds(self, desc: Descriptor) -> bool:
         return await _has_blob(self.path, desc)
@@ -171,7 +171,7 @@ class LayoutDestination(ImageDestination):
     async def has_manifest(self, desc: Descriptor) -> bool:
         return await self.has_blob(desc)
 
-    async def put_manifest(self, manifest: FetchedManifest, root: bool) -> None:
+    async def put_manifest(self, manifest: ManifestBytes, root: bool) -> None:
         path = _blob_path(self.root, manifest.digest)
 
         def write() -> None:

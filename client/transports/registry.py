@@ -2,31 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Callable
 
+from ..content import BlobOpener, ManifestBytes, Progress
 from ..image import ImageDestination, ImageSource
 from ..oci.descriptor import Descriptor
 from ..oci.digest import Digest
 from ..oci.reference import Reference
-from ..remote import BlobOpener, FetchedManifest, Progress
+from ..remote import RemoteRepository
 
-if TYPE_CHECKING:
-    from ..client import Client
+# The repository a reference names, over its host's session (`Client.repository`).
+RepositoryOpener = Callable[[Reference], RemoteRepository]
 
 
 class RegistrySource(ImageSource):
-    def __init__(self, client: Client, reference: Reference) -> None:
+    def __init__(self, repository: RemoteRepository, reference: Reference) -> None:
         self.reference = reference
-        self.repo = client.repository(reference)
+        self.repo = repository
 
     def origin(self, desc: Descriptor) -> tuple[str, str] | None:
         return (self.reference.api_host, self.reference.repository)
 
-    async def root(self) -> FetchedManifest:
+    async def root(self) -> ManifestBytes:
         return await self.repo.get_manifest(self.reference.identifier)
 
-    async def manifest(self, digest: Digest) -> FetchedManifest:
+    async def manifest(self, digest: Digest) -> ManifestBytes:
         return await self.repo.get_manifest(str(digest))
 
     def blob(self, desc: Descriptor, offset: int = 0) -> AsyncIterator[bytes]:
@@ -34,9 +34,9 @@ class RegistrySource(ImageSource):
 
 
 class RegistryDestination(ImageDestination):
-    def __init__(self, client: Client, reference: Reference) -> None:
+    def __init__(self, repository: RemoteRepository, reference: Reference) -> None:
         self.reference = reference
-        self.repo = client.repository(reference)
+        self.repo = repository
         self.registry_repository = (reference.api_host, reference.repository)
 
     async def has_blob(self, desc: Descriptor) -> bool:
@@ -53,7 +53,7 @@ class RegistryDestination(ImageDestination):
     async def has_manifest(self, desc: Descriptor) -> bool:
         return await self.repo.manifest_exists(desc.digest)
 
-    async def put_manifest(self, manifest: FetchedManifest, root: bool) -> None:
+    async def put_manifest(self, manifest: ManifestBytes, root: bool) -> None:
         tag = self.reference.tag if root else None
         await self.repo.put_manifest(tag or str(manifest.digest), manifest.data,
                                      manifest.media_type)
