@@ -24,6 +24,7 @@ run: $(VENV)/.run-installed
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check registry client tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports  # the layering contracts of .importlinter
 
 test: lint
 	$(BIN)/pytest $(PYTEST_ARGS)
