@@ -8,6 +8,7 @@ import json
 import logging
 import signal
 import ssl
+import time
 from collections.abc import AsyncIterator, Sequence
 
 from aiohttp import web
@@ -47,6 +48,7 @@ def build_app(
     referrers.routes(app)
     app.cleanup_ctx.append(_catalog_index)
     app.cleanup_ctx.append(_upload_purging)
+    app.cleanup_ctx.append(_scheduled_gc)
     app.on_cleanup.append(_close_registry)
     return app
 
@@ -91,6 +93,36 @@ async def _upload_purging(app: web.Application) -> AsyncIterator[None]:
             if purged:
                 verb = "would purge" if settings.dryrun else "purged"
                 log.info("%s %d stale uploads", verb, len(purged))
+
+    task = asyncio.create_task(loop()) if settings.enabled else None
+    yield
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _scheduled_gc(app: web.Application) -> AsyncIterator[None]:
+    """`berth.gc.enabled`: collect every `interval`. With several replicas on one storage,
+    a replica skips its turn when another started a collection within half the interval
+    (the lease); two running at once is safe too (docs/gc.md)."""
+    settings = app[CONFIG].berth.gc
+
+    async def loop() -> None:
+        from .storage.gc import GarbageCollector
+
+        while True:
+            await asyncio.sleep(settings.interval)
+            collector = GarbageCollector(app[REGISTRY])
+            try:
+                last = await collector.last_run()
+                if last is not None and time.time() - last < settings.interval / 2:
+                    continue
+                report = await collector.collect(delete_untagged=settings.deleteuntagged)
+            except Exception:
+                log.exception("garbage collection failed")
+                continue
+            log.info("garbage collection: %s", report.summary())
 
     task = asyncio.create_task(loop()) if settings.enabled else None
     yield

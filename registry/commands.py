@@ -62,30 +62,30 @@ def serve(config_file: str | None, listen: str | None, root: str | None) -> None
 @config_option
 @root_option
 @click.option("--dry-run", is_flag=True, help="report what would be deleted, delete nothing")
-@click.option("--delete-untagged", is_flag=True,
-              help="also forget manifests that no tag reaches (directly, by index or referrer)")
-@click.option("--grace", default="1h", show_default=True,
-              help="keep unreferenced blobs younger than this (pushes in progress): a "
-                   "duration (30m, 1h) or seconds")
+@click.option("--delete-untagged", is_flag=True, default=None,
+              help="also forget manifests that no tag reaches (directly, by index or "
+                   "referrer); default: berth.gc.deleteuntagged")
+@click.option("--grace", metavar="DURATION",
+              help="keep what is younger than this, or was named by a push within it: a "
+                   "duration (30m, 1h) or seconds; default: berth.gc.grace (1h)")
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
-def gc(config_file: str | None, root: str | None, dry_run: bool, delete_untagged: bool,
-       grace: str, as_json: bool) -> None:
-    """Delete blobs no manifest references (safe while the registry serves)."""
+def gc(config_file: str | None, root: str | None, dry_run: bool,
+       delete_untagged: bool | None, grace: str | None, as_json: bool) -> None:
+    """Delete what no manifest references (safe while the registry serves: docs/gc.md)."""
     from .storage import open_registry
     from .storage.gc import GarbageCollector, GCReport
 
     config = _config(config_file, **{"storage.filesystem.rootdirectory": root})
     try:
-        grace_seconds = parse_duration(grace)
+        grace_seconds = parse_duration(grace) if grace is not None else config.berth.gc.grace
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--grace") from None
+    untagged = config.berth.gc.deleteuntagged if delete_untagged is None else delete_untagged
 
     async def run() -> GCReport:
         registry = open_registry(config)
         try:
-            return await GarbageCollector(registry, grace_seconds).collect(
-                dry_run, delete_untagged
-            )
+            return await GarbageCollector(registry, grace_seconds).collect(dry_run, untagged)
         finally:
             await registry.close()
 
@@ -95,10 +95,4 @@ def gc(config_file: str | None, root: str | None, dry_run: bool, delete_untagged
     if as_json:
         click.echo(json.dumps(dataclasses.asdict(report), indent=2))
         return
-    verb = "would delete" if dry_run else "deleted"
-    click.echo(
-        f"{report.repositories} repositories, {report.manifests} manifests, "
-        f"{report.marked} blobs referenced; {verb} {len(report.deleted_blobs)} blobs "
-        f"({report.freed_bytes} bytes) and {len(report.deleted_manifests)} untagged manifests; "
-        f"kept {report.kept_young} unreferenced blobs younger than {grace}"
-    )
+    click.echo(("would have: " if dry_run else "") + report.summary())

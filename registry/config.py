@@ -291,8 +291,31 @@ class AuthSettings(Section):
         return self
 
 
+class GCSettings(Section):
+    """Garbage collection inside the server (docs/gc.md), and the grace period every
+    collection and every manifest push agree on."""
+
+    enabled: bool = False  # collect on a schedule in `berth serve`
+    interval: float = 24 * 3600.0
+    # Unreferenced blobs (and untagged manifests) younger than this are kept, and so is
+    # anything a manifest push named within it; a push must finish within half of it.
+    grace: float = 3600.0
+    deleteuntagged: bool = False  # also forget manifests no tag reaches
+
+    _durations = field_validator("interval", "grace", mode="before")(parse_duration)
+
+    @field_validator("interval", "grace")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be a positive duration")
+        return value
+
+
 class BerthSettings(Section):
     """Settings with no counterpart in distribution's config."""
+
+    gc: GCSettings = GCSettings()
 
     manifest_max_bytes: int = Field(4 * MiB, ge=1024)
     # Advertised to clients as OCI-Chunk-Min-Length (a hint: smaller chunks still work).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from ..config import Config
+from ..config import Config, GCSettings
 from . import examine
 from .blobs import BlobStore
 from .drivers.base import StorageDriver
@@ -15,6 +15,7 @@ from .manifests import ManifestStore
 from .repositories import RepositoryStore
 from .tags import TagStore
 from .uploads import UploadStore
+from .uses import UseRecords
 
 
 @dataclass
@@ -27,6 +28,8 @@ class Registry:
     manifests: ManifestStore
     tags: TagStore
     repositories: RepositoryStore
+    uses: UseRecords
+    gc: GCSettings
 
     @classmethod
     def assemble(cls, driver: StorageDriver, config: Config) -> Registry:
@@ -34,14 +37,14 @@ class Registry:
         repositories = RepositoryStore(driver)
         blobs = BlobStore(driver, repositories)
         tags = TagStore(driver)
+        uses = UseRecords(driver, config.berth.gc.grace)
         policy = config.validation.manifests.urls
         manifests = ManifestStore(
-            driver, blobs, tags, UrlPolicy(policy.allow, policy.deny),
+            driver, blobs, tags, uses, UrlPolicy(policy.allow, policy.deny),
             max_bytes=config.berth.manifest_max_bytes, validate=not config.validation.disabled,
         )
-        return cls(
-            driver, blobs, UploadStore(driver, blobs), manifests, tags, repositories
-        )
+        return cls(driver, blobs, UploadStore(driver, blobs), manifests, tags, repositories,
+                   uses, config.berth.gc)
 
     async def close(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, examine.shutdown)

@@ -79,6 +79,65 @@ class BlobStore:
                 raise errors.BlobUnknown(detail={"digest": str(digest)}) from None
         return BlobContent(digest, size, url, file, self.driver, key)
 
+    async def modified(self, digest: Digest) -> float | None:
+        """When the blob's data was written (storage's clock), or None when absent."""
+        try:
+            return (await self.driver.stat(paths.blob_data(digest))).modified
+        except PathNotFoundError:
+            return None
+
+    async def digests(self) -> AsyncIterator[Digest]:
+        """Every digest the content store holds data for: one flat listing (a request per
+        1,000 blobs on S3), not a walk of its levels."""
+        for key in await self.driver.list_keys(paths.blob_tree()):
+            digest = paths.blob_of_data(key)
+            if digest is not None:
+                yield digest
+
+    async def _names(self, directory: str) -> list[str]:
+        try:
+            return await self.driver.list_dir(directory)
+        except PathNotFoundError:
+            return []
+
+    # -- garbage collection's two steps (docs/gc.md) ---------------------------------
+
+    async def set_aside(self, digest: Digest, run: str) -> bool:
+        """Move a blob's data out of sight (collection `run` decides later); False when
+        it is gone already (another collection set it aside, or deleted it)."""
+        try:
+            await self.driver.move(paths.blob_data(digest), paths.quarantined(run, digest))
+        except PathNotFoundError:
+            return False
+        return True
+
+    async def restore(self, digest: Digest, run: str) -> None:
+        """Put a set-aside blob back (identical bytes a push may have stored meanwhile are
+        simply replaced)."""
+        await self.driver.move(paths.quarantined(run, digest), paths.blob_data(digest))
+
+    async def drop(self, digest: Digest, run: str) -> None:
+        """Delete a set-aside blob for good (never the blob's own key: a push may have
+        stored the same bytes there again meanwhile)."""
+        await self.driver.delete(paths.quarantined(run, digest))
+
+    async def set_aside_by(self, run: str) -> list[Digest]:
+        """What collection `run` set aside and has not decided on."""
+        found = []
+        base = paths.quarantine_run(run)
+        for algorithm in await self._names(base):
+            for encoded in await self._names(paths.digest_tree(base, algorithm)):
+                digest = paths.digest_named(algorithm, encoded)
+                if digest is not None:
+                    found.append(digest)
+        return found
+
+    async def runs_with_set_aside(self) -> list[str]:
+        return await self._names(paths.QUARANTINE)
+
+    async def forget_run(self, run: str) -> None:
+        await self.driver.delete(paths.quarantine_run(run))
+
     async def read(self, digest: Digest) -> bytes:
         return await self.driver.get(paths.blob_data(digest))
 

@@ -167,17 +167,7 @@ class Examined:
     children: tuple[Reference, ...]  # an index's manifests
 
 
-def examine(data: bytes, content_type: str | None, algorithm: str,
-            policy: UrlPolicy | None) -> Examined:
-    """Parse and digest a pushed manifest; with a `policy`, also check its URLs and list
-    the distinct references storage must hold (without one, validation is off)."""
-    try:
-        manifest = parse_manifest(data, content_type)
-    except ManifestError as exc:
-        raise errors.ManifestInvalid(str(exc)) from None
-    info = ManifestInfo.of(manifest, Digest.from_bytes(data, algorithm))
-    if policy is None:
-        return Examined(info, manifest.declared, (), ())
+def _check_urls(manifest: Manifest, policy: UrlPolicy) -> None:
     seen: set[str] = set()
     for desc in (*manifest.blobs(), *manifest.manifests):
         for url in desc.urls:
@@ -189,6 +179,19 @@ def examine(data: bytes, content_type: str | None, algorithm: str,
                 raise errors.ManifestInvalid(
                     f"layer {desc.digest}: {reason}", detail={"url": url, "reason": reason}
                 )
+
+
+def examine(data: bytes, content_type: str | None, algorithm: str,
+            policy: UrlPolicy | None) -> Examined:
+    """Parse and digest a pushed manifest and list the distinct references it makes; with
+    a `policy`, also check its URLs (without one, validation is off)."""
+    try:
+        manifest = parse_manifest(data, content_type)
+    except ManifestError as exc:
+        raise errors.ManifestInvalid(str(exc)) from None
+    info = ManifestInfo.of(manifest, Digest.from_bytes(data, algorithm))
+    if policy is not None:
+        _check_urls(manifest, policy)
     return Examined(info, manifest.declared, _references(manifest.blobs()),
                     _references(manifest.manifests))
 

@@ -1,15 +1,23 @@
-"""Garbage collection: mark every blob a manifest references, sweep the rest.
+"""Garbage collection, safe while any number of processes serve (the argument, with the
+exact order of writes, is docs/gc.md).
 
-Mark walks each repository's manifest revisions (optionally forgetting first the manifests
-no tag reaches, directly, through an index, or as a referrer of a reached manifest).
-Sweep deletes blobs nobody marked, but only those older than a grace period, so a blob
-whose manifest is still being pushed survives a collection that runs while the registry
-serves. Foreign layers that were pushed count as referenced like any other blob.
+A run: write the lease (its time, on storage's clock, is the run's `t0`); put back what
+crashed runs left set aside; mark every blob a kept manifest names (all manifests, or
+with `delete_untagged` those a tag reaches directly, through indexes or as referrers);
+forget untagged manifests in two steps (remove the revision, re-read its use record,
+restore when a push named it since); then for every unmarked blob older than the grace
+period and not named by a push within it: set it aside, re-read its use record, and
+delete it only if no push named it meanwhile (else put it back). Last, the leftovers:
+use records of long-gone blobs, referrer links whose referrer is gone, catalog entries of
+emptied repositories.
 """
 
 from __future__ import annotations
 
+import logging
 import time
+import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -18,10 +26,15 @@ from client.oci.manifest import ManifestError, parse_manifest
 
 from . import paths
 from .drivers.base import PathNotFoundError
-from .links import delete_link, list_digests, read_link
+from .links import delete_link, list_digests, read_link, write_link
+from .parallel import each
 
 if TYPE_CHECKING:
     from . import Registry
+
+log = logging.getLogger(__name__)
+IN_FLIGHT = 16  # storage requests of one collection at once
+_REFS_REMEMBERED = 65536  # manifests whose references this process remembers
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,66 +47,148 @@ class _Refs:
 @dataclass
 class GCReport:
     repositories: int = 0
-    manifests: int = 0
-    marked: int = 0
+    manifests: int = 0  # examined
+    marked: int = 0  # blobs a kept manifest names
+    blobs: int = 0  # examined
     deleted_manifests: list[str] = field(default_factory=list)
     deleted_blobs: list[str] = field(default_factory=list)
     freed_bytes: int = 0
-    kept_young: int = 0
+    kept_young: int = 0  # unreferenced, but younger than the grace period
+    kept_named: int = 0  # unreferenced, but a push named them within the grace period
+    restored: int = 0  # set aside, then named by a push meanwhile: put back
+    cleaned: int = 0  # leftovers removed (use records, referrer links, catalog entries)
+    seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (f"{self.repositories} repositories, {self.manifests} manifests and "
+                f"{self.blobs} blobs examined; deleted {len(self.deleted_blobs)} blobs "
+                f"({self.freed_bytes} bytes) and {len(self.deleted_manifests)} untagged "
+                f"manifests; kept {self.kept_young} young and {self.kept_named} recently "
+                f"named unreferenced blobs, restored {self.restored}, cleaned "
+                f"{self.cleaned} leftovers in {self.seconds:.1f}s")
+
+
+_refs: OrderedDict[Digest, _Refs] = OrderedDict()
 
 
 class GarbageCollector:
-    def __init__(self, registry: Registry, grace: float = 3600.0) -> None:
+    def __init__(self, registry: Registry, grace: float | None = None) -> None:
         self.registry = registry
         self.driver = registry.driver
-        self.grace = grace
+        self.grace = registry.gc.grace if grace is None else grace
+        self.run = uuid.uuid4().hex[:16]
+        self._repositories: list[str] = []  # walked once per run
+        self._stored: set[Digest] = set()  # what the content store held when swept
+
+    async def last_run(self) -> float | None:
+        """When the latest collection (by any process) started, on storage's clock."""
+        try:
+            return (await self.driver.stat(paths.GC_LEASE)).modified
+        except PathNotFoundError:
+            return None
 
     async def collect(self, dry_run: bool = False, delete_untagged: bool = False) -> GCReport:
+        began = time.monotonic()
         report = GCReport()
+        if not await self._is_registry_root():
+            report.warnings.append(f"no repositories in {self.driver.location} (and no "
+                                   "blobs): is that the registry's storage root?")
+            return report  # and nothing written there
+        if dry_run:
+            t0 = time.time()
+        else:
+            await self.driver.put(paths.GC_LEASE, self.run.encode())
+            t0 = (await self.driver.stat(paths.GC_LEASE)).modified
+            await self._recover()
+        cutoff = t0 - self.grace
+        self._repositories = await self.registry.repositories.walk_names()
+        marked = await self._mark(report, cutoff, dry_run, delete_untagged)
+        report.marked = len(marked)
+        await self._sweep(marked, report, cutoff, dry_run)
+        if not dry_run:
+            await self._clean(report, t0)
+            await self.registry.blobs.forget_run(self.run)
+        if report.repositories == 0:
+            report.warnings.append(f"no repositories in {self.driver.location}")
+        report.seconds = time.monotonic() - began
+        return report
+
+    async def _is_registry_root(self) -> bool:
+        for top in (paths.REPOSITORIES, paths.BLOBS):
+            try:
+                await self.driver.stat(top)
+            except PathNotFoundError:
+                continue
+            return True
+        return False
+
+    # -- recovery -------------------------------------------------------------------
+
+    async def _recover(self) -> None:
+        """Put back whatever an earlier run set aside and did not decide on (it stopped):
+        putting back is always safe, and this run decides again."""
+        blobs = self.registry.blobs
+        for run in await blobs.runs_with_set_aside():
+            if run == self.run:
+                continue
+            for digest in await blobs.set_aside_by(run):
+                if await blobs.size(digest) is None:
+                    await blobs.restore(digest, run)
+                else:
+                    await blobs.drop(digest, run)
+            await blobs.forget_run(run)
+            log.info("gc: put back what run %s had set aside", run)
+
+    # -- mark -----------------------------------------------------------------------
+
+    async def _references(self, digest: Digest) -> _Refs:
+        """What a manifest names (parsed once per process: a digest's bytes never
+        change)."""
+        known = _refs.get(digest)
+        if known is not None:
+            return known
+        try:
+            manifest = parse_manifest(await self.driver.get(paths.blob_data(digest)))
+        except (PathNotFoundError, ManifestError):
+            refs = _Refs()
+        else:
+            refs = _Refs(tuple(d.digest for d in manifest.blobs()),
+                         tuple(d.digest for d in manifest.manifests),
+                         manifest.subject.digest if manifest.subject else None)
+        if refs.blobs or refs.children or refs.subject:  # (not one that failed to load)
+            _refs[digest] = refs
+            while len(_refs) > _REFS_REMEMBERED:
+                _refs.popitem(last=False)
+        return refs
+
+    async def _mark(self, report: GCReport, cutoff: float, dry_run: bool,
+                    delete_untagged: bool) -> set[Digest]:
         marked: set[Digest] = set()
-        for name in await self.registry.repositories.walk_names():
+        for name in self._repositories:
             report.repositories += 1
             revisions = await list_digests(self.driver, paths.revisions(name))
-            refs = {d: await self._references(d) for d in revisions}
+            refs = dict(zip(revisions, await each(IN_FLIGHT, revisions, self._references),
+                            strict=True))
+            report.manifests += len(revisions)
             keep = set(revisions)
             if delete_untagged:
                 keep = await self._reachable(name, refs)
                 for digest in sorted(set(revisions) - keep):
-                    report.deleted_manifests.append(f"{name}@{digest}")
-                    if not dry_run:
-                        await self.registry.manifests.remove_revision(
-                            name, digest, refs[digest].subject
-                        )
+                    if await self._forget_manifest(name, digest, refs[digest], cutoff,
+                                                   dry_run):
+                        report.deleted_manifests.append(f"{name}@{digest}")
+                    else:
+                        keep.add(digest)
             for digest in keep:
-                report.manifests += 1
                 marked.add(digest)
                 marked.update(refs[digest].blobs)
-        report.marked = len(marked)
-        await self._sweep(marked, report, dry_run)
-        if report.repositories == 0:
-            report.warnings.append(
-                f"no repositories in {self.driver.location}"
-                + ("" if report.deleted_blobs or report.kept_young
-                   else " (and no blobs): is that the registry's storage root?"))
-        if not dry_run:
-            for name in await self.registry.repositories.names():
-                if not await self.registry.repositories.exists(name):
-                    await self.registry.repositories.forget(name)
-        return report
-
-    async def _references(self, digest: Digest) -> _Refs:
-        try:
-            manifest = parse_manifest(await self.driver.get(paths.blob_data(digest)))
-        except (PathNotFoundError, ManifestError):
-            return _Refs()
-        return _Refs(
-            tuple(d.digest for d in manifest.blobs()),
-            tuple(d.digest for d in manifest.manifests),
-            manifest.subject.digest if manifest.subject else None,
-        )
+                marked.update(refs[digest].children)
+        return marked
 
     async def _reachable(self, name: str, refs: dict[Digest, _Refs]) -> set[Digest]:
+        """What a tag reaches: the tagged manifests, their children (each once: nested
+        indexes are walked without repeats), and referrers of anything reached."""
         pending = []
         for tag in await self.registry.tags.names(name):
             target = await read_link(self.driver, paths.tag_link(name, tag))
@@ -113,37 +208,141 @@ class GarbageCollector:
             pending.extend(referrers.get(digest, []))
         return reached
 
-    async def _sweep(self, marked: set[Digest], report: GCReport, dry_run: bool) -> None:
-        cutoff = time.time() - self.grace
-        for algorithm in await self._list(paths.blob_tree()):
-            for prefix in await self._list(paths.blob_tree(algorithm)):
-                for hex_ in await self._list(paths.blob_tree(algorithm, prefix)):
-                    digest = paths.digest_named(algorithm, hex_)
-                    if digest is None or digest in marked:
-                        continue
-                    try:
-                        info = await self.driver.stat(paths.blob_data(digest))
-                    except PathNotFoundError:
-                        continue
-                    if info.modified > cutoff:
-                        report.kept_young += 1
-                        continue
-                    report.deleted_blobs.append(str(digest))
-                    report.freed_bytes += info.size
-                    if not dry_run:
-                        await self.driver.delete(paths.blob_dir(digest))
-        if not dry_run and report.deleted_blobs:
-            await self._unlink(set(report.deleted_blobs))
-
-    async def _unlink(self, deleted: set[str]) -> None:
-        """Remove per-repository links to the blobs just deleted."""
-        for name in await self.registry.repositories.walk_names():
-            for digest in await list_digests(self.driver, paths.layers(name)):
-                if str(digest) in deleted:
-                    await delete_link(self.driver, paths.layer_link(name, digest))
-
-    async def _list(self, path: str) -> list[str]:
+    async def _forget_manifest(self, name: str, digest: Digest, refs: _Refs, cutoff: float,
+                               dry_run: bool) -> bool:
+        """Forget an untagged manifest in `name`, unless it is younger than the grace
+        period or a push named it within it (also while it was being forgotten)."""
+        link = paths.revision_link(name, digest)
         try:
-            return await self.driver.list_dir(path)
+            written = (await self.driver.stat(link)).modified
         except PathNotFoundError:
-            return []
+            return False
+        if written > cutoff or await self._named_since(digest, cutoff):
+            return False
+        if dry_run:
+            return True
+        await self.registry.manifests.remove_revision(name, digest, refs.subject)
+        try:
+            named = await self._named_since(digest, cutoff)
+        except BaseException:  # stopped mid-decision: put it back
+            await self._restore_revision(name, digest, refs)
+            raise
+        if named:  # an index push named it meanwhile
+            await self._restore_revision(name, digest, refs)
+            return False
+        return True
+
+    async def _restore_revision(self, name: str, digest: Digest, refs: _Refs) -> None:
+        await write_link(self.driver, paths.revision_link(name, digest), digest)
+        if refs.subject is not None:
+            await write_link(self.driver, paths.referrer_link(name, refs.subject, digest),
+                             digest)
+
+    async def _named_since(self, digest: Digest, cutoff: float) -> bool:
+        named = await self.registry.uses.last_used(digest)
+        return named is not None and named > cutoff
+
+    # -- sweep ----------------------------------------------------------------------
+
+    async def _sweep(self, marked: set[Digest], report: GCReport, cutoff: float,
+                     dry_run: bool) -> None:
+        candidates = []
+        async for digest in self.registry.blobs.digests():
+            report.blobs += 1
+            self._stored.add(digest)
+            if digest not in marked:
+                candidates.append(digest)
+        await each(IN_FLIGHT, candidates,
+                   lambda d: self._sweep_one(d, report, cutoff, dry_run))
+        if not dry_run and report.deleted_blobs:
+            await self._unlink({Digest.parse(d) for d in report.deleted_blobs}, cutoff)
+
+    async def _sweep_one(self, digest: Digest, report: GCReport, cutoff: float,
+                         dry_run: bool) -> None:
+        blobs = self.registry.blobs
+        try:
+            info = await self.driver.stat(paths.blob_data(digest))
+        except PathNotFoundError:
+            return
+        if info.modified > cutoff:
+            report.kept_young += 1
+            return
+        if await self._named_since(digest, cutoff):
+            report.kept_named += 1
+            return
+        if dry_run:
+            report.deleted_blobs.append(str(digest))
+            report.freed_bytes += info.size
+            return
+        if not await blobs.set_aside(digest, self.run):
+            return  # another collection has it
+        try:
+            named = await self._named_since(digest, cutoff)
+        except BaseException:  # stopped (or storage failed) mid-decision: put it back
+            await blobs.restore(digest, self.run)
+            raise
+        if named:  # a push saw it before it went
+            await blobs.restore(digest, self.run)
+            report.restored += 1
+            return
+        await blobs.drop(digest, self.run)
+        await self.registry.uses.forget(digest)
+        report.deleted_blobs.append(str(digest))
+        report.freed_bytes += info.size
+
+    async def _unlink(self, deleted: set[Digest], cutoff: float) -> None:
+        """Remove per-repository links to the blobs just deleted, unless the blob came
+        back since (pushed again: its link is new, or a push named it)."""
+        for name in self._repositories:
+            for digest in await list_digests(self.driver, paths.layers(name)):
+                if digest not in deleted or await self.registry.blobs.size(digest) is not None:
+                    continue
+                link = paths.layer_link(name, digest)
+                try:
+                    if (await self.driver.stat(link)).modified > cutoff:
+                        continue
+                except PathNotFoundError:
+                    continue
+                if not await self._named_since(digest, cutoff):
+                    await delete_link(self.driver, link)
+
+    # -- leftovers ------------------------------------------------------------------
+
+    async def _clean(self, report: GCReport, t0: float) -> None:
+        """What interrupted writes or deleted content left behind."""
+        stale = t0 - 2 * self.grace
+        for digest in await list_digests(self.driver, paths.USES):
+            if digest in self._stored:
+                continue  # (records of blobs stored cost nothing to keep)
+            named = await self.registry.uses.last_used(digest)
+            if named is not None and named < stale and await self.registry.blobs.size(
+                    digest) is None:
+                await self.registry.uses.forget(digest)
+                report.cleaned += 1
+        for name in self._repositories:
+            report.cleaned += await self._clean_repository(name, t0 - self.grace)
+        walked = set(self._repositories)
+        for name in await self.registry.repositories.names():
+            if name not in walked and not await self.registry.repositories.exists(name):
+                await self.registry.repositories.forget(name)
+                report.cleaned += 1
+
+    async def _clean_repository(self, name: str, cutoff: float) -> int:
+        """Referrer links whose referrer is gone (left by an interrupted delete), older
+        than the grace period (a push rewrites its link after its revision). Tag index
+        entries are fsck's to repair: without conditional writes, removing one here
+        could race a tag being pushed."""
+        cleaned = 0
+        for subject in await list_digests(self.driver, paths.all_referrers(name)):
+            for referrer in await list_digests(self.driver, paths.referrers(name, subject)):
+                link = paths.referrer_link(name, subject, referrer)
+                if await self.registry.manifests.exists(name, referrer):
+                    continue
+                try:
+                    if (await self.driver.stat(link)).modified > cutoff:
+                        continue
+                except PathNotFoundError:
+                    continue
+                await delete_link(self.driver, link)
+                cleaned += 1
+        return cleaned

@@ -8,6 +8,7 @@ subject) depends only on its digest, so it is cached per process without invalid
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable
 
@@ -23,6 +24,7 @@ from .examine import ManifestInfo, Reference, UrlPolicy, describe, examine, off_
 from .links import delete_link, link_exists, list_digests, write_link
 from .parallel import each
 from .tags import TagStore
+from .uses import UseRecords
 
 _INFO_CACHE = 16384
 TAG_WRITES_IN_FLIGHT = 16
@@ -41,10 +43,10 @@ def tag_or_digest(reference: str) -> Digest | str:
 
 class ManifestStore:
     def __init__(
-        self, driver: StorageDriver, blobs: BlobStore, tags: TagStore, url_policy: UrlPolicy,
-        max_bytes: int, validate: bool = True,
+        self, driver: StorageDriver, blobs: BlobStore, tags: TagStore, uses: UseRecords,
+        url_policy: UrlPolicy, max_bytes: int, validate: bool = True,
     ) -> None:
-        self.driver, self.blobs, self.tags = driver, blobs, tags
+        self.driver, self.blobs, self.tags, self.uses = driver, blobs, tags, uses
         self.url_policy = url_policy
         self.max_bytes = max_bytes
         self.validate = validate
@@ -140,13 +142,25 @@ class ManifestStore:
                 "manifest digest does not match the reference",
                 detail={"expected": str(ref), "actual": str(digest)},
             )
-        await each(CHECKS_IN_FLIGHT, examined.blobs, lambda r: self._check_blob(name, r))
-        await each(CHECKS_IN_FLIGHT, examined.children, lambda r: self._check_child(name, r))
+        # What the push names is recorded as used *before* it is checked, and the manifest
+        # becomes visible within the deadline: garbage collection's side of the protocol
+        # (docs/gc.md) then never deletes what a check saw present.
+        started = time.monotonic()
+        await self.uses.record([digest, *(r.digest for r in (*examined.blobs,
+                                                              *examined.children))])
+        if self.validate:
+            await each(CHECKS_IN_FLIGHT, examined.blobs, lambda r: self._check_blob(name, r))
+            await each(CHECKS_IN_FLIGHT, examined.children,
+                       lambda r: self._check_child(name, r))
         await self.blobs.put(data, digest)
         await self.blobs.repositories.register(name, always=True)
         if not examined.declared:
             path = paths.revision_media_type(name, digest)
             await self.driver.put(path, info.media_type.encode())
+        if time.monotonic() - started > self.uses.push_deadline:
+            raise errors.Unavailable(
+                f"the manifest push took over {self.uses.push_deadline:g}s (half the garbage "
+                "collection grace period); nothing was published: push it again")
         await write_link(self.driver, paths.revision_link(name, digest), digest)
         if info.subject is not None:
             await write_link(

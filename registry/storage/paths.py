@@ -16,6 +16,9 @@ filesystem or bucket that registry wrote can be served by Berth as it is:
     repositories/<name>/_tags.complete                           it holds every tag
     _index/repositories/<name>!                                  the catalog index (Berth)
     _index/repositories.complete                                 it holds every repository
+    _uses/<alg>/<hex>                     when a manifest push last named a digest (Berth)
+    _gc/lease                             the latest collection's start (Berth)
+    _gc/quarantine/<run>/<alg>/<hex>      blobs a collection set aside (Berth)
 
 Link files hold the digest as text. Names under a repository that start with `_` are
 never repository-name components (the name grammar forbids a leading `_`).
@@ -68,6 +71,26 @@ CATALOG_INDEX = IndexKeys(f"{ROOT}/_index/repositories", f"{ROOT}/_index/reposit
                           "!")
 
 
+USES = f"{ROOT}/_uses"
+GC = f"{ROOT}/_gc"
+GC_LEASE = f"{GC}/lease"
+QUARANTINE = f"{GC}/quarantine"
+
+
+def use_record(digest: Digest) -> str:
+    """When a manifest push last named `digest` (the object's time; it holds nothing)."""
+    return f"{USES}/{digest.algorithm}/{digest.hex}"
+
+
+def quarantine_run(run: str) -> str:
+    return f"{QUARANTINE}/{run}"
+
+
+def quarantined(run: str, digest: Digest) -> str:
+    """Where collection `run` sets a blob's data aside before deciding to delete it."""
+    return f"{quarantine_run(run)}/{digest.algorithm}/{digest.hex}"
+
+
 def blob_dir(digest: Digest) -> str:
     return f"{BLOBS}/{digest.algorithm}/{digest.hex[:2]}/{digest.hex}"
 
@@ -79,6 +102,14 @@ def blob_data(digest: Digest) -> str:
 def blob_tree(*levels: str) -> str:
     """`blobs`, `blobs/<alg>`, `blobs/<alg>/<xx>`: the levels of the content store."""
     return "/".join((BLOBS, *levels))
+
+
+def blob_of_data(listed: str) -> Digest | None:
+    """The digest whose data a key listed below BLOBS (`<alg>/<xx>/<hex>/data`) holds."""
+    parts = listed.split("/")
+    if len(parts) != 4 or parts[3] != "data" or parts[2][:2] != parts[1]:
+        return None
+    return digest_named(parts[0], parts[2])
 
 
 def digest_tree(base: str, algorithm: str) -> str:
@@ -177,6 +208,11 @@ def upload_started(name: str, upload_id: str) -> str:
 def upload_hashstate(name: str, upload_id: str, algorithm: str, offset: int) -> str:
     """The running digest of a session after `offset` bytes (as distribution stores it)."""
     return f"{upload(name, upload_id)}/hashstates/{algorithm}/{offset}"
+
+
+def all_referrers(name: str) -> str:
+    """The `_referrers/<alg>/<hex>/…` tree of a repository."""
+    return f"{repository(name)}/_referrers"
 
 
 def referrers(name: str, subject: Digest) -> str:
