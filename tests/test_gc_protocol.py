@@ -99,11 +99,15 @@ async def body(data: bytes) -> AsyncIterator[bytes]:
 
 
 async def old_blob(reg: Registry, driver: GatedDriver, repo: str, data: bytes) -> Digest:
-    """A blob pushed an hour ago that nothing references any more."""
+    """A blob pushed an hour ago (by a process long gone) that nothing references any
+    more."""
     digest = sha(data)
-    await reg.uploads.upload(repo, digest, body(data))
+    async with other_replica(driver.root) as gone:
+        await gone.uploads.upload(repo, digest, body(data))
     hour_ago = time.time() - 3600
-    os.utime(driver.root / paths.blob_data(digest), (hour_ago, hour_ago))
+    for key in (paths.blob_data(digest), paths.use_record(digest)):
+        if (driver.root / key).exists():
+            os.utime(driver.root / key, (hour_ago, hour_ago))
     return digest
 
 
@@ -273,3 +277,51 @@ async def test_push_slower_than_half_the_grace_period_publishes_nothing(
         assert await reg.manifests.exists("app", sha(manifest))
     finally:
         await reg.close()
+
+
+@pytest.mark.parametrize("how", ["upload", "mount"])
+async def test_blob_pushed_again_while_a_collection_judges_it(
+        registry: tuple[Registry, GatedDriver], how: str) -> None:
+    """A client uploads (or mounts) an old blob the collection has judged unreferenced; the
+    registry finds the bytes there, keeps them and answers 201. The upload or mount names
+    the blob before it looks, as a manifest push does, so the collection puts it back."""
+    reg, driver = registry
+    data = b"a layer pushed again an hour later"
+    digest = await old_blob(reg, driver, "app", data)
+    gate = Gate("move", paths.blob_data(digest))
+    driver.gates.append(gate)
+    collection = asyncio.create_task(GarbageCollector(reg).collect())
+    await asyncio.wait_for(gate.reached.wait(), 10)
+    async with other_replica(driver.root) as replica:
+        if how == "upload":
+            await replica.uploads.upload("other", digest, body(data))
+        else:
+            assert await replica.blobs.mount("other", digest, "app") == len(data)
+    gate.go.set()
+    report = await collection
+    assert report.restored == 1 and str(digest) not in report.deleted_blobs
+    assert await reg.blobs.read(digest) == data
+
+
+async def test_second_collection_while_the_first_has_a_blob_set_aside(
+        registry: tuple[Registry, GatedDriver]) -> None:
+    """Two collections at once: the second finds the first's set-aside blob, stored again
+    meanwhile by an upload, and drops the spare copy; the first, seeing the upload's
+    record, wants it back and finds it in place. Neither fails, nothing is lost."""
+    reg, driver = registry
+    data = b"judged by two collections"
+    digest = await old_blob(reg, driver, "app", data)
+    gate = Gate("stat", paths.use_record(digest), nth=2)  # the first run's re-check
+    driver.gates.append(gate)
+    first = asyncio.create_task(GarbageCollector(reg).collect())
+    await asyncio.wait_for(gate.reached.wait(), 10)
+    assert not await blob_there(reg, digest)
+    async with other_replica(driver.root) as replica:
+        await replica.uploads.upload("app", digest, body(data))  # stored again: 201
+        second = await GarbageCollector(replica).collect()
+    assert str(digest) not in second.deleted_blobs
+    gate.go.set()
+    report = await first
+    assert str(digest) not in report.deleted_blobs
+    assert await reg.blobs.read(digest) == data
+    assert await reg.blobs.runs_with_set_aside() == []

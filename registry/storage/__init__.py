@@ -35,9 +35,9 @@ class Registry:
     def assemble(cls, driver: StorageDriver, config: Config) -> Registry:
         """The stores of every concept over one driver, set up as `config` says."""
         repositories = RepositoryStore(driver)
-        blobs = BlobStore(driver, repositories)
-        tags = TagStore(driver)
         uses = UseRecords(driver, config.berth.gc.grace)
+        blobs = BlobStore(driver, repositories, uses)
+        tags = TagStore(driver)
         policy = config.validation.manifests.urls
         manifests = ManifestStore(
             driver, blobs, tags, uses, UrlPolicy(policy.allow, policy.deny),

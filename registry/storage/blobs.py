@@ -18,6 +18,7 @@ from . import paths
 from .drivers.base import PathNotFoundError, StorageDriver
 from .links import delete_link, link_exists, write_link
 from .repositories import RepositoryStore
+from .uses import UseRecords
 
 
 @dataclass(slots=True)
@@ -43,9 +44,11 @@ class BlobContent:
 
 
 class BlobStore:
-    def __init__(self, driver: StorageDriver, repositories: RepositoryStore) -> None:
+    def __init__(self, driver: StorageDriver, repositories: RepositoryStore,
+                 uses: UseRecords) -> None:
         self.driver = driver
         self.repositories = repositories
+        self.uses = uses
 
     async def size(self, digest: Digest) -> int | None:
         """Size of the stored blob, or None when the registry does not hold it."""
@@ -111,10 +114,14 @@ class BlobStore:
             return False
         return True
 
-    async def restore(self, digest: Digest, run: str) -> None:
+    async def restore(self, digest: Digest, run: str) -> bool:
         """Put a set-aside blob back (identical bytes a push may have stored meanwhile are
-        simply replaced)."""
-        await self.driver.move(paths.quarantined(run, digest), paths.blob_data(digest))
+        simply replaced); False when another collection decided on it first."""
+        try:
+            await self.driver.move(paths.quarantined(run, digest), paths.blob_data(digest))
+        except PathNotFoundError:
+            return False
+        return True
 
     async def drop(self, digest: Digest, run: str) -> None:
         """Delete a set-aside blob for good (never the blob's own key: a push may have
@@ -134,9 +141,6 @@ class BlobStore:
 
     async def runs_with_set_aside(self) -> list[str]:
         return await self._names(paths.QUARANTINE)
-
-    async def forget_run(self, run: str) -> None:
-        await self.driver.delete(paths.quarantine_run(run))
 
     async def read(self, digest: Digest) -> bytes:
         return await self.driver.get(paths.blob_data(digest))
@@ -162,6 +166,7 @@ class BlobStore:
         opens an ordinary upload session)."""
         if source is not None and not await self.linked(source, digest):
             return None
+        await self.uses.record([digest])  # before the check, as a manifest push (docs/gc.md)
         size = await self.size(digest)
         if size is None:
             return None

@@ -108,7 +108,6 @@ class GarbageCollector:
         await self._sweep(marked, report, cutoff, dry_run)
         if not dry_run:
             await self._clean(report, t0)
-            await self.registry.blobs.forget_run(self.run)
         if report.repositories == 0:
             report.warnings.append(f"no repositories in {self.driver.location}")
         report.seconds = time.monotonic() - began
@@ -126,19 +125,22 @@ class GarbageCollector:
     # -- recovery -------------------------------------------------------------------
 
     async def _recover(self) -> None:
-        """Put back whatever an earlier run set aside and did not decide on (it stopped):
-        putting back is always safe, and this run decides again."""
+        """Put back whatever other runs set aside and did not decide on (stopped ones, or
+        one still running: putting back is always safe, and this run decides again). Each
+        blob is decided alone, never a run's whole folder, which a live run may still be
+        adding to."""
         blobs = self.registry.blobs
         for run in await blobs.runs_with_set_aside():
             if run == self.run:
                 continue
+            put_back = 0
             for digest in await blobs.set_aside_by(run):
-                if await blobs.size(digest) is None:
-                    await blobs.restore(digest, run)
-                else:
-                    await blobs.drop(digest, run)
-            await blobs.forget_run(run)
-            log.info("gc: put back what run %s had set aside", run)
+                if await blobs.size(digest) is not None:
+                    await blobs.drop(digest, run)  # stored again meanwhile: a spare copy
+                elif await blobs.restore(digest, run):
+                    put_back += 1
+            if put_back:
+                log.info("gc: put back %d blobs run %s had set aside", put_back, run)
 
     # -- mark -----------------------------------------------------------------------
 
@@ -281,7 +283,7 @@ class GarbageCollector:
         except BaseException:  # stopped (or storage failed) mid-decision: put it back
             await blobs.restore(digest, self.run)
             raise
-        if named:  # a push saw it before it went
+        if named:  # a push saw it before it went (or another run put it back already)
             await blobs.restore(digest, self.run)
             report.restored += 1
             return

@@ -242,6 +242,9 @@ class UploadStore:
             raise errors.DigestInvalid(
                 detail={"expected": str(digest), "actual": str(actual)}
             )
+        # Named before the check, as by a manifest push: a collection that sets an old copy
+        # aside meanwhile puts it back (docs/gc.md).
+        await self.blobs.uses.record([digest])
         if await self.blobs.size(digest) is None:
             if state.offset == 0:  # nothing was ever written: there may be no data file
                 await self.blobs.put(b"", digest)
