@@ -324,9 +324,15 @@ class GarbageCollector:
         for name in self._repositories:
             report.cleaned += await self._clean_repository(name, t0 - self.grace)
         walked = set(self._repositories)
-        for name in await self.registry.repositories.names():
-            if name not in walked and not await self.registry.repositories.exists(name):
-                await self.registry.repositories.forget(name)
+        repositories = self.registry.repositories
+        for name in await repositories.names():
+            if name in walked:
+                continue
+            # (a first push registers a repository just before it writes the first link)
+            added = await repositories.registered(name)
+            if added is not None and added < t0 - self.grace and not await repositories.exists(
+                    name):
+                await repositories.forget(name)
                 report.cleaned += 1
 
     async def _clean_repository(self, name: str, cutoff: float) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
 
-from .drivers.base import StorageDriver
+from .drivers.base import PathNotFoundError, StorageDriver
 from .links import link_exists
 from .parallel import each
 from .paths import IndexKeys
@@ -30,6 +30,13 @@ class FlatIndex:
 
     async def remove(self, entry: str) -> None:
         await self.driver.delete(self.keys.key(entry))
+
+    async def added(self, entry: str) -> float | None:
+        """When `entry` was last added (storage's clock), or None when it is not there."""
+        try:
+            return (await self.driver.stat(self.keys.key(entry))).modified
+        except PathNotFoundError:
+            return None
 
     async def is_complete(self) -> bool:
         if not self._known_complete:

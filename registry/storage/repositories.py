@@ -82,6 +82,10 @@ class RepositoryStore:
             return []
         return sorted({r for r in map(paths.repository_of_marker, entries) if r is not None})
 
+    async def registered(self, name: str) -> float | None:
+        """When `name` was last put in the catalog (storage's clock)."""
+        return await self.index.added(name)
+
     async def forget(self, name: str) -> None:
         """Drop the catalog marker of a repository that no longer holds anything."""
         await self.index.remove(name)
