@@ -142,3 +142,36 @@ def test_gc_of_a_root_without_repositories_warns(tmp_path: Path) -> None:
                            cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert plain.returncode == 0
     assert plain.stderr.startswith(f"berth: warning: no repositories in {wrong}")
+
+
+def test_gc_removes_links_whose_targets_are_gone(make_berth: MakeBerth) -> None:
+    """Issue 11: orphaned layer links, revisions and tag index entries (their data or tag
+    lost outside the registry, or by an interrupted delete) are removed once older than
+    the grace period; the same left just now are kept."""
+    server = make_berth()
+    url, root = server.url, server.root
+    for tag in ("v1", "v2", "v3"):  # images sharing nothing
+        put_manifest(url, "app", tag, image(url, "app", layers=[f"layer {tag}".encode()]))
+    lost_layer = digest(b"layer v1")
+    lost_manifest = requests.get(f"{url}/v2/app/manifests/v2",
+                                 headers={"Accept": OCI_MANIFEST}).headers["Docker-Content-Digest"]
+    blobs = root / "docker/registry/v2/blobs/sha256"
+    repo = root / "docker/registry/v2/repositories/app"
+    (blobs / lost_layer[7:9] / lost_layer[7:] / "data").unlink()
+    (blobs / lost_manifest[7:9] / lost_manifest[7:] / "data").unlink()
+    (repo / "_manifests/tags/v1/current/link").unlink()  # the tag, not its index entry
+    layer_link = repo / "_layers/sha256" / lost_layer[7:] / "link"
+    revision_link = repo / "_manifests/revisions/sha256" / lost_manifest[7:] / "link"
+    index_entry = repo / "_tags/v1"
+    assert layer_link.exists() and revision_link.exists() and index_entry.exists()
+
+    assert gc(server)["cleaned"] == 0  # all of it younger than the grace period
+    assert layer_link.exists() and revision_link.exists() and index_entry.exists()
+
+    report = gc(server, "--grace", "0s")
+    assert report["cleaned"] >= 3
+    assert not layer_link.exists() and not revision_link.exists() and not index_entry.exists()
+    # (v2's tag still names the lost manifest: fsck reports it)
+    assert requests.get(f"{url}/v2/app/tags/list").json()["tags"] == ["v2", "v3"]
+    assert has_blob(server, "app", digest(b"layer v3"))  # what is whole stays
+    assert requests.get(f"{url}/v2/app/manifests/v3").status_code == 200

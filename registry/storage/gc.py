@@ -80,6 +80,7 @@ class GarbageCollector:
         self.run = uuid.uuid4().hex[:16]
         self._repositories: list[str] = []  # walked once per run
         self._stored: set[Digest] = set()  # what the content store held when swept
+        self._deleted: set[str] = set()  # what this run deleted
 
     async def last_run(self) -> float | None:
         """When the latest collection (by any process) started, on storage's clock."""
@@ -101,13 +102,15 @@ class GarbageCollector:
             await self.driver.put(paths.GC_LEASE, self.run.encode())
             t0 = (await self.driver.stat(paths.GC_LEASE)).modified
             await self._recover()
-        cutoff = t0 - self.grace
+        # (a time read as up to `time_resolution` older than it was must not pass as
+        # older than the cutoff: docs/gc.md)
+        cutoff = t0 - self.grace - self.driver.time_resolution
         self._repositories = await self.registry.repositories.walk_names()
         marked = await self._mark(report, cutoff, dry_run, delete_untagged)
         report.marked = len(marked)
         await self._sweep(marked, report, cutoff, dry_run)
         if not dry_run:
-            await self._clean(report, t0)
+            await self._clean(report, cutoff)
         if report.repositories == 0:
             report.warnings.append(f"no repositories in {self.driver.location}")
         report.seconds = time.monotonic() - began
@@ -256,8 +259,6 @@ class GarbageCollector:
                 candidates.append(digest)
         await each(IN_FLIGHT, candidates,
                    lambda d: self._sweep_one(d, report, cutoff, dry_run))
-        if not dry_run and report.deleted_blobs:
-            await self._unlink({Digest.parse(d) for d in report.deleted_blobs}, cutoff)
 
     async def _sweep_one(self, digest: Digest, report: GCReport, cutoff: float,
                          dry_run: bool) -> None:
@@ -289,30 +290,15 @@ class GarbageCollector:
             return
         await blobs.drop(digest, self.run)
         await self.registry.uses.forget(digest)
+        self._deleted.add(str(digest))
         report.deleted_blobs.append(str(digest))
         report.freed_bytes += info.size
 
-    async def _unlink(self, deleted: set[Digest], cutoff: float) -> None:
-        """Remove per-repository links to the blobs just deleted, unless the blob came
-        back since (pushed again: its link is new, or a push named it)."""
-        for name in self._repositories:
-            for digest in await list_digests(self.driver, paths.layers(name)):
-                if digest not in deleted or await self.registry.blobs.size(digest) is not None:
-                    continue
-                link = paths.layer_link(name, digest)
-                try:
-                    if (await self.driver.stat(link)).modified > cutoff:
-                        continue
-                except PathNotFoundError:
-                    continue
-                if not await self._named_since(digest, cutoff):
-                    await delete_link(self.driver, link)
-
     # -- leftovers ------------------------------------------------------------------
 
-    async def _clean(self, report: GCReport, t0: float) -> None:
+    async def _clean(self, report: GCReport, cutoff: float) -> None:
         """What interrupted writes or deleted content left behind."""
-        stale = t0 - 2 * self.grace
+        stale = cutoff - self.grace
         for digest in await list_digests(self.driver, paths.USES):
             if digest in self._stored:
                 continue  # (records of blobs stored cost nothing to keep)
@@ -322,7 +308,7 @@ class GarbageCollector:
                 await self.registry.uses.forget(digest)
                 report.cleaned += 1
         for name in self._repositories:
-            report.cleaned += await self._clean_repository(name, t0 - self.grace)
+            report.cleaned += await self._clean_repository(name, cutoff)
         walked = set(self._repositories)
         repositories = self.registry.repositories
         for name in await repositories.names():
@@ -330,27 +316,43 @@ class GarbageCollector:
                 continue
             # (a first push registers a repository just before it writes the first link)
             added = await repositories.registered(name)
-            if added is not None and added < t0 - self.grace and not await repositories.exists(
-                    name):
+            if added is not None and added < cutoff and not await repositories.exists(name):
                 await repositories.forget(name)
                 report.cleaned += 1
 
     async def _clean_repository(self, name: str, cutoff: float) -> int:
-        """Referrer links whose referrer is gone (left by an interrupted delete), older
-        than the grace period (a push rewrites its link after its revision). Tag index
-        entries are fsck's to repair: without conditional writes, removing one here
-        could race a tag being pushed."""
+        """Links in `name` whose target is gone — layer and revision links to data no
+        longer stored (the blobs this run deleted, or lost otherwise), referrer links
+        whose referrer is gone, tag index entries whose tag is gone — each older than the
+        cutoff, and not named by a push since (a push writes its data before its links).
+        Returns how many were removed, not counting links to what this run deleted."""
         cleaned = 0
+        for links, link_of in ((paths.layers(name), paths.layer_link),
+                               (paths.revisions(name), paths.revision_link)):
+            for digest in await list_digests(self.driver, links):
+                if digest in self._stored and str(digest) not in self._deleted:
+                    continue
+                if await self._drop_link(link_of(name, digest), digest, cutoff):
+                    cleaned += str(digest) not in self._deleted
         for subject in await list_digests(self.driver, paths.all_referrers(name)):
             for referrer in await list_digests(self.driver, paths.referrers(name, subject)):
-                link = paths.referrer_link(name, subject, referrer)
                 if await self.registry.manifests.exists(name, referrer):
                     continue
-                try:
-                    if (await self.driver.stat(link)).modified > cutoff:
-                        continue
-                except PathNotFoundError:
-                    continue
-                await delete_link(self.driver, link)
-                cleaned += 1
-        return cleaned
+                if await self._older(paths.referrer_link(name, subject, referrer), cutoff):
+                    await delete_link(self.driver, paths.referrer_link(name, subject, referrer))
+                    cleaned += 1
+        return cleaned + await self.registry.tags.drop_unlinked(name, cutoff)
+
+    async def _drop_link(self, link: str, digest: Digest, cutoff: float) -> bool:
+        if await self.registry.blobs.size(digest) is not None:
+            return False  # stored again since the sweep listed the content store
+        if not await self._older(link, cutoff) or await self._named_since(digest, cutoff):
+            return False
+        await delete_link(self.driver, link)
+        return True
+
+    async def _older(self, key: str, cutoff: float) -> bool:
+        try:
+            return (await self.driver.stat(key)).modified <= cutoff
+        except PathNotFoundError:
+            return False

@@ -13,7 +13,7 @@ from .. import errors
 from . import paths
 from .drivers.base import PathNotFoundError, StorageDriver
 from .index import FlatIndex, select_from
-from .links import read_link, write_link
+from .links import link_exists, read_link, write_link
 
 
 class TagStore:
@@ -52,6 +52,28 @@ class TagStore:
         """Remove a tag: from the index first, so a listed tag always resolves."""
         await self._index(name).remove(tag)
         await self.driver.delete(paths.tag(name, tag))
+
+    async def drop_unlinked(self, name: str, cutoff: float) -> int:
+        """Remove index entries older than `cutoff` whose tag link is gone (a delete that
+        raced a push of the same tag). In two steps, since a push writes the link, then
+        the entry: remove the entry, then look at the link again and put the entry back
+        if a push wrote it meanwhile. Returns how many stayed removed."""
+        index = self._index(name)
+        if not await index.is_complete():
+            return 0
+        removed = 0
+        for tag in await index.page():
+            if await link_exists(self.driver, paths.tag_link(name, tag)):
+                continue
+            added = await index.added(tag)
+            if added is None or added > cutoff:
+                continue
+            await index.remove(tag)
+            if await link_exists(self.driver, paths.tag_link(name, tag)):
+                await index.add(tag)
+            else:
+                removed += 1
+        return removed
 
     async def names(self, name: str) -> list[str]:
         """All tags of a repository in lexical (byte) order."""

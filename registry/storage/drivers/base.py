@@ -82,6 +82,9 @@ def walk_keys(relative_keys: Iterable[list[str]], prune: Callable[[str], bool]) 
 
 class StorageDriver(abc.ABC):
     name: str
+    # How coarse the modification times of `stat` are, in seconds (S3's HEAD: whole
+    # seconds); garbage collection widens its margins by it.
+    time_resolution: float = 0.0
 
     @property
     def location(self) -> str:

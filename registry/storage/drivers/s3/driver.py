@@ -29,6 +29,7 @@ READ_CHUNK = MiB
 
 class S3Driver(StorageDriver):
     name = "s3"
+    time_resolution = 1.0  # HEAD's Last-Modified
 
     def __init__(
         self, bucket: str, *, region: str | None = None, endpoint: str | None = None,
