@@ -258,3 +258,20 @@ async def test_writes_into_directories_other_deletes_empty(driver: StorageDriver
     await asyncio.gather(*(sessions(w) for w in range(workers)))
     assert await driver.list_keys("repo") == []
     assert len(await driver.list_keys("blobs")) == workers * rounds
+
+
+async def test_delete_object(driver: StorageDriver) -> None:
+    """One object, put or moved there: gone, its empty directories with it, and nothing
+    beside it touched; a missing one is fine."""
+    await driver.put("one/a/link", b"x")
+    await driver.put("one/b/link", b"y")
+    await driver.put("up/data", b"moved")
+    await driver.move("up/data", "one/c/data")
+    await driver.delete_object("one/a/link")
+    await driver.delete_object("one/c/data")
+    await driver.delete_object("one/never")
+    assert await driver.list_dir("one") == ["b"]
+    assert await driver.get("one/b/link") == b"y"
+    for gone in ("one/a/link", "one/c/data"):
+        with pytest.raises(PathNotFoundError):
+            await driver.stat(gone)

@@ -126,7 +126,7 @@ class BlobStore:
     async def drop(self, digest: Digest, run: str) -> None:
         """Delete a set-aside blob for good (never the blob's own key: a push may have
         stored the same bytes there again meanwhile)."""
-        await self.driver.delete(paths.quarantined(run, digest))
+        await self.driver.delete_object(paths.quarantined(run, digest))
 
     async def set_aside_by(self, run: str) -> list[Digest]:
         """What collection `run` set aside and has not decided on."""

@@ -326,6 +326,7 @@ class GarbageCollector:
         whose referrer is gone, tag index entries whose tag is gone — each older than the
         cutoff, and not named by a push since (a push writes its data before its links).
         Returns how many were removed, not counting links to what this run deleted."""
+        # (whatever stores data again writes the digest's use record first: _drop_link)
         cleaned = 0
         for links, link_of in ((paths.layers(name), paths.layer_link),
                                (paths.revisions(name), paths.revision_link)):
@@ -338,17 +339,28 @@ class GarbageCollector:
             for referrer in await list_digests(self.driver, paths.referrers(name, subject)):
                 if await self.registry.manifests.exists(name, referrer):
                     continue
-                if await self._older(paths.referrer_link(name, subject, referrer), cutoff):
-                    await delete_link(self.driver, paths.referrer_link(name, subject, referrer))
+                link = paths.referrer_link(name, subject, referrer)
+                if not await self._older(link, cutoff):
+                    continue
+                # two steps: a push writes the revision, then the referrer link
+                await delete_link(self.driver, link)
+                if await self.registry.manifests.exists(name, referrer):
+                    await write_link(self.driver, link, referrer)
+                else:
                     cleaned += 1
         return cleaned + await self.registry.tags.drop_unlinked(name, cutoff)
 
     async def _drop_link(self, link: str, digest: Digest, cutoff: float) -> bool:
-        if await self.registry.blobs.size(digest) is not None:
-            return False  # stored again since the sweep listed the content store
-        if not await self._older(link, cutoff) or await self._named_since(digest, cutoff):
+        """Remove a link to data no longer stored, in two steps, as a revision: remove it,
+        then read the digest's use record; a push, upload or mount that named the digest
+        meanwhile (they all do before they look, and before they write a link) gets its
+        link back."""
+        if not await self._older(link, cutoff):
             return False
         await delete_link(self.driver, link)
+        if await self._named_since(digest, cutoff):
+            await write_link(self.driver, link, digest)
+            return False
         return True
 
     async def _older(self, key: str, cutoff: float) -> bool:

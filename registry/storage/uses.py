@@ -58,5 +58,5 @@ class UseRecords:
             return None
 
     async def forget(self, digest: Digest) -> None:
-        await self.driver.delete(paths.use_record(digest))
+        await self.driver.delete_object(paths.use_record(digest))
         self._written.pop(digest, None)

@@ -135,6 +135,13 @@ class StorageDriver(abc.ABC):
     async def delete(self, path: str) -> None:
         """Delete an object or a whole directory; a missing path is not an error."""
 
+    async def delete_object(self, path: str) -> None:
+        """Delete the one object `put` or `move` wrote at `path` (not a directory, not an
+        upload session); a missing one is not an error. Where `delete` must look for what
+        lies below a path (S3: two listings and the multipart uploads), this is one
+        request."""
+        await self.delete(path)
+
     @abc.abstractmethod
     def reader(
         self, path: str, offset: int = 0, length: int | None = None

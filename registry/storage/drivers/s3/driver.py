@@ -163,6 +163,9 @@ class S3Driver(StorageDriver):
     async def delete(self, path: str) -> None:
         await self.bucket.run(self._delete, self.bucket.key(path))
 
+    async def delete_object(self, path: str) -> None:
+        await self.bucket.run(self.bucket.delete_keys, [self.bucket.key(path)])
+
     def _move(self, source: str, destination: str, path: str) -> None:
         session = self.appendable.session(source)
         if not session.exists:
