@@ -9,7 +9,7 @@ import logging
 import signal
 import ssl
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -19,12 +19,15 @@ from .api import blobs, catalog, manifests, referrers, tags, uploads
 from .api.accesslog import AccessLogger
 from .api.common import CONFIG, REGISTRY
 from .api.framing import SpecRunner
+from .api.health import Health
+from .api.maintenance import read_only
 from .api.middleware import spec_errors
 from .config import Config, ConfigError, TLSSettings, split_address
 from .storage import Registry, open_registry
 from .storage.drivers.base import StorageError
 
 log = logging.getLogger("registry")
+HEALTH = web.AppKey("health", Health)
 
 # The spec forbids limiting how many `?tag=` a manifest push carries: allow long URLs.
 HANDLER_ARGS = {"max_line_size": 1 << 20, "max_field_size": 1 << 16}
@@ -37,15 +40,18 @@ def build_app(
     app = web.Application(handler_args=HANDLER_ARGS)
     if config.auth is not None:
         gate.append(auth.install(app, config.auth, config.http.bodytimeout).middleware)
-    app.middlewares.extend([*middlewares, spec_errors, *gate])
     app[CONFIG] = config
     app[REGISTRY] = registry or open_registry(config)
+    health = app[HEALTH] = Health(app[REGISTRY], config.health.storagedriver)
+    # probes first (no credentials), read-only refusals before access control
+    app.middlewares.extend([health.middleware, *middlewares, spec_errors, read_only, *gate])
     catalog.routes(app)
     uploads.routes(app)  # before blobs: /blobs/uploads/ must win over /blobs/<digest>
     blobs.routes(app)
     manifests.routes(app)
     tags.routes(app)
     referrers.routes(app)
+    app.cleanup_ctx.append(health.checking)
     app.cleanup_ctx.append(_catalog_index)
     app.cleanup_ctx.append(_upload_purging)
     app.cleanup_ctx.append(_scheduled_gc)
@@ -58,6 +64,8 @@ async def _catalog_index(app: web.Application) -> AsyncIterator[None]:
     walked once); `_catalog` is answered from the tree meanwhile."""
 
     async def prepare() -> None:
+        if app[REGISTRY].read_only:
+            return  # (it writes; answered from the tree meanwhile)
         try:
             indexed = await app[REGISTRY].repositories.prepare()
         except StorageError as exc:  # answered from the tree until a restart succeeds
@@ -85,6 +93,9 @@ async def _upload_purging(app: web.Application) -> AsyncIterator[None]:
         while True:
             await asyncio.sleep(delay)
             delay = settings.interval
+            if app[REGISTRY].read_only:
+                log.info("upload purging skipped: the registry is read-only")
+                continue
             try:
                 purged = await app[REGISTRY].uploads.purge(settings.age, settings.dryrun)
             except Exception:
@@ -113,6 +124,9 @@ async def _scheduled_gc(app: web.Application) -> AsyncIterator[None]:
 
         while True:
             await asyncio.sleep(settings.interval)
+            if app[REGISTRY].read_only:
+                log.info("garbage collection skipped: the registry is read-only")
+                continue
             collector = GarbageCollector(app[REGISTRY])
             try:
                 last = await collector.last_run()
@@ -214,7 +228,34 @@ def tls_context(settings: TLSSettings) -> ssl.SSLContext:
     return context
 
 
-async def _run(config: Config) -> None:
+def debug_app(app: web.Application) -> web.Application:
+    """What `http.debug.addr` serves: the probes (and the metrics), never the API."""
+    debug = web.Application()
+    for path, handler in app[HEALTH].routes().items():
+        debug.router.add_get(path, handler)
+    return debug
+
+
+def _apply_reload(app: web.Application, reload: Callable[[], Config] | None) -> None:
+    """SIGHUP: re-read the config file and apply what can change while serving (read-only
+    mode); the auth files are re-read as well. Anything else takes a restart."""
+    if reload is None:
+        return
+    try:
+        config = reload()
+    except ConfigError as exc:
+        log.error("config reload failed, keeping the running settings: %s", exc)
+        return
+    registry = app[REGISTRY]
+    read_only = config.storage.maintenance.readonly.enabled
+    if read_only != registry.read_only:
+        registry.read_only = read_only
+        log.warning("read-only mode is %s", "on: writes are refused" if read_only else "off")
+    else:
+        log.info("config reloaded (read-only mode %s)", "on" if read_only else "off")
+
+
+async def _run(config: Config, reload: Callable[[], Config] | None = None) -> None:
     host, port = split_address(config.http.addr)
     in_flight = InFlight()
     app = build_app(config, middlewares=[in_flight.middleware])
@@ -224,23 +265,42 @@ async def _run(config: Config) -> None:
                         head_timeout=config.http.readheadertimeout,
                         keepalive_timeout=config.http.idletimeout)
     await runner.setup()
+    debug_runner: web.AppRunner | None = None
     try:
         tls = tls_context(config.http.tls) if config.http.tls else None
         site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=tls)
         await site.start()
-        log.info("berth registry listening on %s://%s:%d (storage: %s%s)",
+        if config.http.debug.addr is not None:
+            debug_host, debug_port = split_address(config.http.debug.addr)
+            debug_runner = web.AppRunner(debug_app(app), access_log=None)
+            await debug_runner.setup()
+            await web.TCPSite(debug_runner, debug_host, debug_port, reuse_address=True).start()
+            log.info("debug listener (health, metrics) on http://%s:%d", debug_host,
+                     debug_port)
+        log.info("berth registry listening on %s://%s:%d (storage: %s%s%s)",
                  "https" if tls else "http", host, port, app[REGISTRY].driver.name,
-                 ", auth" if config.auth else "")
+                 ", auth" if config.auth else "",
+                 ", read-only" if app[REGISTRY].read_only else "")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        if auth.AUTH in app:
-            files = app[auth.AUTH].files
-            loop.add_signal_handler(
-                signal.SIGHUP, lambda: asyncio.ensure_future(files.reload(force=True)))
+
+        reloads: set[asyncio.Task[bool]] = set()
+
+        def hangup() -> None:
+            _apply_reload(app, reload)
+            if auth.AUTH in app:
+                task = asyncio.create_task(app[auth.AUTH].files.reload(force=True))
+                reloads.add(task)
+                task.add_done_callback(reloads.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, hangup)
         await stop.wait()
+        app[HEALTH].draining = True  # /readyz says so first
         log.info("shutting down: %d requests in flight", in_flight.count)
+        if config.http.shutdowndelay > 0:
+            await asyncio.sleep(config.http.shutdowndelay)  # still serving everything
         await site.stop()  # no new connections
         try:
             async with asyncio.timeout(config.http.draintimeout):
@@ -249,11 +309,14 @@ async def _run(config: Config) -> None:
             log.warning("shutdown: %d requests still running after %.0fs, closing them",
                         in_flight.count, config.http.draintimeout)
     finally:
+        if debug_runner is not None:
+            await debug_runner.cleanup()
         await runner.cleanup()
     log.info("stopped")
 
 
-def serve(config: Config) -> None:
-    """Run until SIGINT/SIGTERM; requests in flight get `http.draintimeout` to finish."""
+def serve(config: Config, reload: Callable[[], Config] | None = None) -> None:
+    """Run until SIGINT/SIGTERM; requests in flight get `http.draintimeout` to finish.
+    `reload` reads the configuration again (on SIGHUP)."""
     configure_logging(config)
-    asyncio.run(_run(config))
+    asyncio.run(_run(config, reload))

@@ -45,11 +45,10 @@ def serve(config_file: str | None, listen: str | None, root: str | None) -> None
     """Run the registry (defaults: 127.0.0.1:5000, disk storage under ./data)."""
     from .app import serve as run
 
-    config = _config(config_file, **{
-        "http.addr": listen, "storage.filesystem.rootdirectory": root,
-    })
+    overrides = {"http.addr": listen, "storage.filesystem.rootdirectory": root}
+    config = _config(config_file, **overrides)
     try:
-        run(config)
+        run(config, reload=lambda: load_config(config_file, overrides, flags=FLAGS))
     except ConfigError as exc:
         click.echo(f"berth: config error: {exc}", err=True)
         sys.exit(2)

@@ -83,9 +83,16 @@ class UploadPurgingSettings(Section):
     _durations = field_validator("age", "interval", mode="before")(parse_duration)
 
 
+class ReadOnlySettings(Section):
+    """Every write is refused (405 UNSUPPORTED) and background writers pause; switched
+    without a restart by SIGHUP, which re-reads the file (backups, migrations)."""
+
+    enabled: bool = False
+
+
 class MaintenanceSettings(Section):
     uploadpurging: UploadPurgingSettings = UploadPurgingSettings()
-    readonly: Ignored = None
+    readonly: ReadOnlySettings = ReadOnlySettings()
 
 
 class S3Settings(Section):
@@ -152,9 +159,32 @@ class TLSSettings(Section):
     letsencrypt: Ignored = None
 
 
+class PrometheusSettings(Section):
+    enabled: bool = False
+    path: str = "/metrics"
+
+
+class DebugSettings(Section):
+    """A second listener for operators: health, readiness, metrics (never the API)."""
+
+    addr: str | None = None
+    prometheus: PrometheusSettings = PrometheusSettings()
+    tls: Ignored = None
+
+    @field_validator("addr")
+    @classmethod
+    def _addr(cls, value: str | None) -> str | None:
+        if value is not None:
+            split_address(value)
+        return value
+
+
 class HTTPSettings(Section):
     addr: str = "127.0.0.1:5000"
     draintimeout: float = 30.0
+    # Berth: on SIGTERM, /readyz answers 503 for this long while everything is still
+    # served, so a load balancer stops sending before the listener closes.
+    shutdowndelay: float = 0.0
     # Slow clients (Berth's keys; distribution sets none): request headers must arrive
     # whole within `readheadertimeout` of the connection opening or of their first byte;
     # a request body may pause at most `bodytimeout`; an idle keep-alive connection is
@@ -166,15 +196,15 @@ class HTTPSettings(Section):
     # Plain HTTP on a non-loopback address while auth is on sends passwords and tokens in
     # clear: refused unless set (e.g. behind a proxy that terminates TLS).
     insecure: bool = False
+    debug: DebugSettings = DebugSettings()
     secret: Ignored = None
     headers: Ignored = None
-    debug: Ignored = None
     relativeurls: Ignored = None
     host: Ignored = None
     http2: Ignored = None
 
-    _durations = field_validator("draintimeout", "readheadertimeout", "bodytimeout",
-                                 "idletimeout", mode="before")(parse_duration)
+    _durations = field_validator("draintimeout", "shutdowndelay", "readheadertimeout",
+                                 "bodytimeout", "idletimeout", mode="before")(parse_duration)
 
     @field_validator("readheadertimeout", "bodytimeout", "idletimeout")
     @classmethod
@@ -325,6 +355,32 @@ class BerthSettings(Section):
     fsync: bool = True
 
 
+class StorageDriverHealth(Section):
+    """distribution's periodic storage check: every `interval`, failing after `threshold`
+    failures in a row (0: the first). Berth always runs it for /readyz; `enabled` puts it
+    in /debug/health as distribution does."""
+
+    enabled: bool = False
+    interval: float = 10.0
+    threshold: int = Field(0, ge=0)
+
+    _durations = field_validator("interval", mode="before")(parse_duration)
+
+    @field_validator("interval")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be a positive duration")
+        return value
+
+
+class HealthSettings(Section):
+    storagedriver: StorageDriverHealth = StorageDriverHealth()
+    file: Ignored = None
+    http: Ignored = None
+    tcp: Ignored = None
+
+
 class Config(Section):
     version: Any = None
     log: LogSettings = LogSettings()
@@ -333,7 +389,7 @@ class Config(Section):
     validation: ValidationSettings = ValidationSettings()
     berth: BerthSettings = BerthSettings()
     auth: AuthSettings | None = None
-    health: Ignored = None
+    health: HealthSettings = HealthSettings()
     redis: Ignored = None
     proxy: Ignored = None
     compatibility: Ignored = None

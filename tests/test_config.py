@@ -175,8 +175,9 @@ def test_distribution_keys_berth_ignores_are_logged(caplog: pytest.LogCaptureFix
     """A copied distribution config.yml loads; each key Berth does not use is named once."""
     with caplog.at_level("WARNING", logger="registry.config"):
         load_config(None, {"http.secret": "s", "storage.cache": {"blobdescriptor": "inmemory"},
-                           "health": {"storagedriver": {"enabled": True}}, "version": 0.1},
+                           "health": {"storagedriver": {"enabled": True},
+                                      "file": [{"file": "/tmp/down"}]}, "version": 0.1},
                     environ={})
     assert sorted(r.getMessage() for r in caplog.records) == [
         f"config: {key} is a distribution setting Berth ignores"
-        for key in ("health", "http.secret", "storage.cache")]
+        for key in ("health.file", "http.secret", "storage.cache")]

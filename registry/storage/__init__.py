@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from dataclasses import dataclass
 
 from ..config import Config, GCSettings
-from . import examine
+from . import examine, paths
 from .blobs import BlobStore
-from .drivers.base import StorageDriver
+from .drivers.base import PathNotFoundError, StorageDriver
 from .drivers.filesystem import FilesystemDriver
 from .examine import UrlPolicy
 from .manifests import ManifestStore
@@ -30,6 +32,9 @@ class Registry:
     repositories: RepositoryStore
     uses: UseRecords
     gc: GCSettings
+    # storage.maintenance.readonly: the API refuses writes and background writers pause
+    # (switched at run time by a config reload)
+    read_only: bool = False
 
     @classmethod
     def assemble(cls, driver: StorageDriver, config: Config) -> Registry:
@@ -44,7 +49,17 @@ class Registry:
             max_bytes=config.berth.manifest_max_bytes, validate=not config.validation.disabled,
         )
         return cls(driver, blobs, UploadStore(driver, blobs), manifests, tags, repositories,
-                   uses, config.berth.gc)
+                   uses, config.berth.gc, config.storage.maintenance.readonly.enabled)
+
+    async def probe(self) -> None:
+        """Raise unless storage answers and (when not read-only) takes a write: what
+        readiness asks. One small object of its own; no blob data is touched."""
+        if self.read_only:
+            with contextlib.suppress(PathNotFoundError):
+                await self.driver.stat(paths.HEALTH_PROBE)
+            return
+        await self.driver.put(paths.HEALTH_PROBE, f"{time.time():.3f}".encode())
+        await self.driver.stat(paths.HEALTH_PROBE)
 
     async def close(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, examine.shutdown)

@@ -19,6 +19,7 @@ filesystem or bucket that registry wrote can be served by Berth as it is:
     _uses/<alg>/<hex>                     when a manifest push last named a digest (Berth)
     _gc/lease                             the latest collection's start (Berth)
     _gc/quarantine/<run>/<alg>/<hex>      blobs a collection set aside (Berth)
+    _health/probe                         written by readiness checks (Berth)
 
 Link files hold the digest as text. Names under a repository that start with `_` are
 never repository-name components (the name grammar forbids a leading `_`).
@@ -71,6 +72,7 @@ CATALOG_INDEX = IndexKeys(f"{ROOT}/_index/repositories", f"{ROOT}/_index/reposit
                           "!")
 
 
+HEALTH_PROBE = f"{ROOT}/_health/probe"
 USES = f"{ROOT}/_uses"
 GC = f"{ROOT}/_gc"
 GC_LEASE = f"{GC}/lease"
