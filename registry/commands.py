@@ -177,9 +177,9 @@ class _ByteProgress:
         )
 
         console = Console(stderr=True)
-        self._bar = Progress("verifying", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                             TimeRemainingColumn(), console=console, transient=True,
-                             disable=not console.is_terminal)
+        self._bar = Progress("verifying", BarColumn(), DownloadColumn(binary_units=True),
+                             TransferSpeedColumn(), TimeRemainingColumn(), console=console,
+                             transient=True, disable=not console.is_terminal)
         self._task = self._bar.add_task("blobs", total=None)
 
     def __enter__(self) -> _ByteProgress:

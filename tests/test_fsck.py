@@ -22,11 +22,21 @@ import requests
 from client.oci.digest import Digest
 from registry.config import ConfigError, load_config
 from registry.storage import Registry, paths
+from registry.storage.drivers.filesystem import FilesystemDriver
 from registry.storage.drivers.memory import MemoryDriver
 from registry.storage.fsck import Checker, FsckReport
 
 from .conftest import MakeBerth, S3Endpoint, s3_config
-from .helpers import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, digest, image, push_blob, put_manifest
+from .helpers import (
+    EMPTY,
+    OCI_CONFIG,
+    OCI_LAYER,
+    OCI_MANIFEST,
+    digest,
+    image,
+    push_blob,
+    put_manifest,
+)
 from .servers import ROOT, BerthServer
 
 FLIPPED = b"a layer whose stored copy gets a flipped byte" * 100
@@ -341,6 +351,16 @@ async def memory() -> AsyncIterator[Registry]:
     await reg.close()
 
 
+@pytest.fixture(params=["inmemory", "filesystem"])
+async def in_process(request: pytest.FixtureRequest,
+                     tmp_path: Path) -> AsyncIterator[Registry]:
+    driver = MemoryDriver() if request.param == "inmemory" else FilesystemDriver(
+        tmp_path, fsync=False)
+    reg = Registry.assemble(driver, load_config(None, {}, environ={}))
+    yield reg
+    await reg.close()
+
+
 def manifest_of(config: bytes, layers: list[bytes]) -> bytes:
     return json.dumps({
         "schemaVersion": 2, "mediaType": OCI_MANIFEST,
@@ -383,6 +403,39 @@ async def test_fsck_in_memory(memory: Registry) -> None:
     assert await reg.blobs.read(sha(FLIPPED)) == FLIPPED
     await reg.manifests.put("app", "b", body(b), OCI_MANIFEST)
     assert (await Checker(reg).check()).problems == []
+
+
+async def test_links_and_referrers(in_process: Registry) -> None:
+    """Links whose content is wrong, a manifest's blob stored but not linked, a referrer
+    missing from its subject's list, a referrers entry naming no manifest."""
+    reg, driver = in_process, in_process.driver
+    subject = await push_image(reg, "app", ["v1"], [FLIPPED, REMOVED])
+    referrer = json.dumps({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": "text/x-note",
+        "config": EMPTY,
+        "layers": [], "subject": {"mediaType": OCI_MANIFEST, "digest": str(sha(subject)),
+                                  "size": len(subject)}}).encode()
+    await reg.manifests.put("app", str(sha(referrer)), body(referrer), OCI_MANIFEST)
+    assert (await Checker(reg).check()).problems == []
+    await driver.put(paths.layer_link("app", sha(FLIPPED)), b"sha256:0000")
+    await driver.delete(paths.layer_link("app", sha(REMOVED)).rsplit("/", 1)[0])
+    await driver.delete(paths.referrer_link("app", sha(subject), sha(referrer)))
+    ghost = sha(b"no such manifest")
+    await driver.put(paths.referrer_link("app", sha(subject), ghost), str(ghost).encode())
+
+    expected = {("corrupt-link", str(sha(FLIPPED))), ("unlinked-blob", str(sha(REMOVED))),
+                ("missing-referrer-link", str(sha(referrer))),
+                ("dangling-referrer-link", str(ghost))}
+    report = await Checker(reg).check()
+    assert {(p.kind, p.digest) for p in report.problems} == expected
+    assert not any(p.repaired for p in report.problems)
+    report = await Checker(reg, repair=True, min_age=0).check()
+    assert {(p.kind, p.digest) for p in report.problems} == expected
+    assert all(p.repaired for p in report.problems)
+    assert (await Checker(reg).check()).problems == []
+    assert [i.digest for i in await reg.manifests.referrers("app", sha(subject))] == [
+        sha(referrer)]
+    assert await reg.blobs.stat("app", sha(REMOVED)) == len(REMOVED)
 
 
 async def test_scrub_rate_is_a_real_bound(memory: Registry) -> None:
