@@ -113,14 +113,15 @@ class Bucket:
         return found
 
 
-@pytest.fixture(params=["filesystem", "s3"])
+@pytest.fixture(params=["filesystem", "s3", pytest.param("s3-rgw", marks=pytest.mark.rgw)])
 def target(request: pytest.FixtureRequest,
            make_berth: MakeBerth) -> Iterator[tuple[BerthServer, Storage]]:
-    if request.param == "s3":
-        config = s3_config(request.getfixturevalue("moto_s3"))
+    if request.param.startswith("s3"):
+        endpoint = request.getfixturevalue("rgw_s3" if request.param == "s3-rgw"
+                                           else "moto_s3")
+        config = s3_config(endpoint)
         server = make_berth(config)
-        yield server, Bucket(request.getfixturevalue("moto_s3"),
-                             config["storage"]["s3"]["rootdirectory"])
+        yield server, Bucket(endpoint, config["storage"]["s3"]["rootdirectory"])
     else:
         server = make_berth()
         yield server, Disk(server.root)
@@ -436,6 +437,16 @@ async def test_links_and_referrers(in_process: Registry) -> None:
     assert [i.digest for i in await reg.manifests.referrers("app", sha(subject))] == [
         sha(referrer)]
     assert await reg.blobs.stat("app", sha(REMOVED)) == len(REMOVED)
+
+
+async def test_repair_leaves_links_of_blobs_a_collection_set_aside(memory: Registry) -> None:
+    """A collection may put a set-aside blob back (a push named it): its links stay."""
+    await push_image(memory, "app", ["v1"], [FLIPPED])
+    assert await memory.blobs.set_aside(sha(FLIPPED), "run1")
+    report = await Checker(memory, repair=True, min_age=0).check()
+    assert ("dangling-layer-link", str(sha(FLIPPED)), False) in found(report)
+    await memory.blobs.restore(sha(FLIPPED), "run1")
+    assert await memory.blobs.stat("app", sha(FLIPPED)) == len(FLIPPED)
 
 
 async def test_scrub_rate_is_a_real_bound(memory: Registry) -> None:
