@@ -98,7 +98,8 @@ def gc(config_file: str | None, root: str | None, dry_run: bool,
     click.echo(("would have: " if dry_run else "") + report.summary())
 
 
-FSCK_CLEAN, FSCK_REPAIRED, FSCK_PROBLEMS = 0, 1, 3  # exit statuses (2: usage, config)
+# exit statuses (besides 2: usage or configuration, and 1: storage failed, check unfinished)
+FSCK_CLEAN, FSCK_PROBLEMS, FSCK_REPAIRED = 0, 3, 4
 
 
 @click.command()
@@ -114,11 +115,12 @@ FSCK_CLEAN, FSCK_REPAIRED, FSCK_PROBLEMS = 0, 1, 3  # exit statuses (2: usage, c
 def fsck(config_file: str | None, root: str | None, repair: bool, min_age: str,
          as_json: bool, repositories: tuple[str, ...]) -> None:
     """Verify every blob's digest, link, tag, manifest and index (docs/fsck.md); with
-    REPO, those repositories and the blobs they reference. Exit status: 0 clean, 1 problems
-    found and all repaired, 3 problems remain."""
+    REPO, those repositories and the blobs they reference. Exit status: 0 clean, 3 problems
+    remain, 4 problems found and all repaired (1: storage failed, 2: usage)."""
     from client.oci.reference import is_valid_name
 
     from .storage import open_registry
+    from .storage.drivers.base import StorageError
     from .storage.fsck import Checker, FsckReport
 
     config = _config(config_file, **{"storage.filesystem.rootdirectory": root})
@@ -148,7 +150,11 @@ def fsck(config_file: str | None, root: str | None, repair: bool, min_age: str,
         finally:
             await registry.close()
 
-    report = asyncio.run(run())
+    try:
+        report = asyncio.run(run())
+    except StorageError as exc:
+        click.echo(f"berth: error: storage failed, the check is unfinished: {exc}", err=True)
+        sys.exit(1)
     for warning in report.warnings:
         click.echo(f"berth: warning: {warning}", err=True)
     if as_json:

@@ -136,7 +136,7 @@ def fsck(server: BerthServer, *args: str) -> tuple[int, dict[str, Any]]:
          "--config", str(server.workdir / "config.yml"), "--json", *args],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )
-    assert result.returncode in (0, 1, 3), result.stderr
+    assert result.returncode in (0, 3, 4), result.stderr
     assert "Traceback" not in result.stderr, result.stderr
     return result.returncode, json.loads(result.stdout)
 
@@ -262,7 +262,7 @@ def test_fsck_rebuilds_the_indexes(target: tuple[BerthServer, Storage]) -> None:
     assert {(p["kind"], p["repository"]) for p in report["problems"]} == {
         ("tag-index", "app"), ("catalog-index", None)}
     code, report = fsck(server, "--repair", "--min-age", "0s")
-    assert code == 1  # all repaired
+    assert code == 4  # all repaired
     assert all(p["repaired"] for p in report["problems"])
     assert requests.get(f"{url}/v2/app/tags/list").json()["tags"] == ["a", "b", "latest"]
     assert requests.get(f"{url}/v2/_catalog").json()["repositories"] == ["app", "other"]
@@ -309,7 +309,8 @@ def test_fsck_ignores_foreign_layers_and_checks_indexes_children(make_berth: Mak
                              ("dangling-tag", digest(win), False)}
 
 
-def test_fsck_usage_errors_exit_2_without_traceback(make_berth: MakeBerth, tmp_path: Path) -> None:
+def test_fsck_usage_and_storage_errors_without_traceback(make_berth: MakeBerth,
+                                                         tmp_path: Path) -> None:
     server = make_berth()
     push_images(server.url)
 
@@ -330,6 +331,12 @@ def test_fsck_usage_errors_exit_2_without_traceback(make_berth: MakeBerth, tmp_p
     config.write_text("storage: {inmemory: {}}\n")
     result = run("--config", str(config))
     assert result.returncode == 2 and "in-memory" in result.stderr
+    unreachable = tmp_path / "unreachable.yml"  # (port 9: discard, nothing listens)
+    unreachable.write_text("storage: {s3: {bucket: b, region: us-east-1, regionendpoint: "
+                           "'http://127.0.0.1:9', accesskey: a, secretkey: b}}\n")
+    result = run("--config", str(unreachable))
+    assert result.returncode == 1 and "storage failed" in result.stderr
+    assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
     result = run("--root", str(server.root))
     assert result.returncode == 0 and "no problems" in result.stdout
 
