@@ -150,7 +150,6 @@ class Checker:
         self.progress = progress
         self.report = FsckReport()
         self._now = time.time()
-        self._set_aside: set[Digest] | None = None
 
     async def check(self, repositories: Iterable[str] | None = None) -> FsckReport:
         """Everything (`repositories` None), or those repositories and every blob they
@@ -200,13 +199,11 @@ class Checker:
         return await self.registry.blobs.size(digest) is not None
 
     async def _gc_has(self, digest: Digest) -> bool:
-        """Whether a garbage collection holds the blob set aside (and may put it back)."""
-        if self._set_aside is None:
-            found: set[Digest] = set()
-            for run in await self.registry.blobs.runs_with_set_aside():
-                found.update(await self.registry.blobs.set_aside_by(run))
-            self._set_aside = found
-        return digest in self._set_aside
+        """Whether a garbage collection holds the blob set aside now (it may put it back)."""
+        for run in await self.registry.blobs.runs_with_set_aside():
+            if await self.driver.is_object(paths.quarantined(run, digest)):
+                return True
+        return False
 
     # -- blobs ----------------------------------------------------------------------
 
@@ -265,7 +262,11 @@ class Checker:
         if (after.size, after.modified) != (before.size, before.modified):
             problem.detail += " (it changed while being read: check again)"
             return
-        await self.driver.move(key, paths.fsck_quarantined(digest))
+        try:
+            await self.driver.move(key, paths.fsck_quarantined(digest))
+        except PathNotFoundError:  # a collection set it aside meanwhile
+            problem.detail += " (gone meanwhile: check again)"
+            return
         problem.repaired = f"moved aside to {paths.fsck_quarantined(digest)}"
 
     # -- repositories ---------------------------------------------------------------
