@@ -483,6 +483,18 @@ def test_background_scrub_logs_problems_and_repairs_nothing(make_berth: MakeBert
     assert disk.read(blob_key(digest(FLIPPED))) == flip(FLIPPED)  # verify only
 
 
+def test_background_scrub_in_memory(make_berth: MakeBerth) -> None:
+    """In-memory content is out of the command's reach, not of the server's scrub."""
+    server = make_berth({"storage": {"inmemory": {}},
+                         "berth": {"scrub": {"enabled": True, "interval": "1s"}}})
+    push_images(server.url)
+    deadline = time.monotonic() + 30
+    while "scrub: 8 blobs" not in server.log.read_text():
+        assert time.monotonic() < deadline, server.log.read_text()
+        time.sleep(0.2)
+    assert "no problems" in server.log.read_text().split("scrub: 8 blobs")[1]
+
+
 def test_scrub_settings() -> None:
     scrub = load_config(None, {}, environ={}).berth.scrub
     assert (scrub.enabled, scrub.interval, scrub.rate) == (False, 7 * 24 * 3600, 50 << 20)
