@@ -55,6 +55,7 @@ def build_app(
     app.cleanup_ctx.append(_catalog_index)
     app.cleanup_ctx.append(_upload_purging)
     app.cleanup_ctx.append(_scheduled_gc)
+    app.cleanup_ctx.append(_scheduled_scrub)
     app.on_cleanup.append(_close_registry)
     return app
 
@@ -137,6 +138,33 @@ async def _scheduled_gc(app: web.Application) -> AsyncIterator[None]:
                 log.exception("garbage collection failed")
                 continue
             log.info("garbage collection: %s", report.summary())
+
+    task = asyncio.create_task(loop()) if settings.enabled else None
+    yield
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _scheduled_scrub(app: web.Application) -> AsyncIterator[None]:
+    """`berth.scrub.enabled`: every `interval`, verify storage as `berth fsck` does (no
+    repair) at no more than `rate` bytes/s, and log what is wrong."""
+    settings = app[CONFIG].berth.scrub
+
+    async def loop() -> None:
+        from .storage.fsck import Checker, log_problems
+
+        while True:
+            await asyncio.sleep(settings.interval)
+            try:
+                report = await Checker(app[REGISTRY], rate=settings.rate).check()
+            except Exception:
+                log.exception("scrub failed")
+                continue
+            log_problems(report, "scrub")
+            log.log(logging.WARNING if report.problems else logging.INFO,
+                    "scrub: %s", report.summary())
 
     task = asyncio.create_task(loop()) if settings.enabled else None
     yield

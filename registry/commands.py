@@ -1,4 +1,4 @@
-"""The registry's `berth` commands: `serve` and `gc`.
+"""The registry's `berth` commands: `serve`, `gc` and `fsck`.
 
 The `berth` entry point (client/cli.py) finds them through the `berth.commands` entry
 points in pyproject.toml, so the client never imports the registry. Failures are one line
@@ -95,3 +95,107 @@ def gc(config_file: str | None, root: str | None, dry_run: bool,
         click.echo(json.dumps(dataclasses.asdict(report), indent=2))
         return
     click.echo(("would have: " if dry_run else "") + report.summary())
+
+
+# exit statuses (besides 2: usage or configuration, and 1: storage failed, check unfinished)
+FSCK_CLEAN, FSCK_PROBLEMS, FSCK_REPAIRED = 0, 3, 4
+
+
+@click.command()
+@config_option
+@root_option
+@click.option("--repair", is_flag=True,
+              help="move corrupt blobs aside, remove dangling links and tags, rebuild indexes")
+@click.option("--min-age", metavar="DURATION", default="1m", show_default=True,
+              help="leave alone links and index entries younger than this (a push may be "
+                   "writing them)")
+@click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
+@click.argument("repositories", nargs=-1, metavar="[REPO]...")
+def fsck(config_file: str | None, root: str | None, repair: bool, min_age: str,
+         as_json: bool, repositories: tuple[str, ...]) -> None:
+    """Verify every blob's digest, link, tag, manifest and index (docs/fsck.md); with
+    REPO, those repositories and the blobs they reference. Exit status: 0 clean, 3 problems
+    remain, 4 problems found and all repaired (1: storage failed, 2: usage)."""
+    from client.oci.reference import is_valid_name
+
+    from .storage import open_registry
+    from .storage.drivers.base import StorageError
+    from .storage.fsck import Checker, FsckReport
+
+    config = _config(config_file, **{"storage.filesystem.rootdirectory": root})
+    try:
+        min_age_seconds = parse_duration(min_age)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--min-age") from None
+    for name in repositories:
+        if not is_valid_name(name):
+            raise click.BadParameter(f"not a repository name: {name!r}", param_hint="REPO")
+    if config.storage.driver == "inmemory":
+        click.echo("berth: error: in-memory storage lives inside its server: nothing to "
+                   "check (the server's background scrub can: berth.scrub)", err=True)
+        sys.exit(2)
+
+    async def run() -> FsckReport:
+        registry = open_registry(config)
+        try:
+            for name in repositories:
+                if not await registry.repositories.exists(name):
+                    click.echo(f"berth: error: no repository {name} in "
+                               f"{registry.driver.location}", err=True)
+                    sys.exit(2)
+            with _ByteProgress() as progress:
+                checker = Checker(registry, repair, min_age_seconds, progress=progress)
+                return await checker.check(list(repositories) or None)
+        finally:
+            await registry.close()
+
+    try:
+        report = asyncio.run(run())
+    except StorageError as exc:
+        click.echo(f"berth: error: storage failed, the check is unfinished: {exc}", err=True)
+        sys.exit(1)
+    for warning in report.warnings:
+        click.echo(f"berth: warning: {warning}", err=True)
+    if as_json:
+        click.echo(json.dumps(dataclasses.asdict(report), indent=2))
+    else:
+        for problem in report.problems:
+            click.echo(problem.line())
+        click.echo(report.summary())
+    if report.unrepaired:
+        sys.exit(FSCK_PROBLEMS)
+    sys.exit(FSCK_REPAIRED if report.problems else FSCK_CLEAN)
+
+
+class _ByteProgress:
+    """A bar of bytes verified on stderr, when stderr is a terminal (never in the way of
+    --json on stdout)."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        console = Console(stderr=True)
+        self._bar = Progress("verifying", BarColumn(), DownloadColumn(binary_units=True),
+                             TransferSpeedColumn(), TimeRemainingColumn(), console=console,
+                             transient=True, disable=not console.is_terminal)
+        self._task = self._bar.add_task("blobs", total=None)
+
+    def __enter__(self) -> _ByteProgress:
+        self._bar.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._bar.stop()
+
+    def start(self, total_bytes: int) -> None:
+        self._bar.update(self._task, total=total_bytes)
+
+    def advance(self, done_bytes: int) -> None:
+        self._bar.advance(self._task, done_bytes)

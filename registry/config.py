@@ -342,10 +342,29 @@ class GCSettings(Section):
         return value
 
 
+class ScrubSettings(Section):
+    """The server's background scrub: `berth fsck` without repair, at a bounded rate, every
+    `interval`, problems reported in the log (docs/fsck.md)."""
+
+    enabled: bool = False
+    interval: float = 7 * 24 * 3600.0
+    rate: int = Field(50 * MiB, ge=1)  # bytes of blob data verified per second, at most
+
+    _durations = field_validator("interval", mode="before")(parse_duration)
+
+    @field_validator("interval")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be a positive duration")
+        return value
+
+
 class BerthSettings(Section):
     """Settings with no counterpart in distribution's config."""
 
     gc: GCSettings = GCSettings()
+    scrub: ScrubSettings = ScrubSettings()
 
     manifest_max_bytes: int = Field(4 * MiB, ge=1024)
     # Advertised to clients as OCI-Chunk-Min-Length (a hint: smaller chunks still work).

@@ -20,6 +20,7 @@ filesystem or bucket that registry wrote can be served by Berth as it is:
     _gc/lease                             the latest collection's start (Berth)
     _gc/quarantine/<run>/<alg>/<hex>      blobs a collection set aside (Berth)
     _health/probe                         written by readiness checks (Berth)
+    _fsck/quarantine/<alg>/<hex>          corrupt blob data fsck moved aside (Berth)
 
 Link files hold the digest as text. Names under a repository that start with `_` are
 never repository-name components (the name grammar forbids a leading `_`).
@@ -77,6 +78,15 @@ USES = f"{ROOT}/_uses"
 GC = f"{ROOT}/_gc"
 GC_LEASE = f"{GC}/lease"
 QUARANTINE = f"{GC}/quarantine"
+
+
+FSCK_QUARANTINE = f"{ROOT}/_fsck/quarantine"
+
+
+def fsck_quarantined(digest: Digest) -> str:
+    """Where `berth fsck --repair` moves blob data that does not hash to its digest (kept
+    for inspection; never read by the registry)."""
+    return f"{FSCK_QUARANTINE}/{digest.algorithm}/{digest.hex}"
 
 
 def use_record(digest: Digest) -> str:
