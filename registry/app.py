@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from . import auth
-from .api import blobs, catalog, manifests, referrers, tags, uploads
+from . import auth, metrics
+from .api import blobs, catalog, manifests, metricsexport, referrers, requestmetrics, tags, uploads
 from .api.accesslog import AccessLogger
 from .api.common import CONFIG, REGISTRY
 from .api.framing import SpecRunner
@@ -43,8 +43,14 @@ def build_app(
     app[CONFIG] = config
     app[REGISTRY] = registry or open_registry(config)
     health = app[HEALTH] = Health(app[REGISTRY], config.health.storagedriver)
-    # probes first (no credentials), read-only refusals before access control
-    app.middlewares.extend([health.middleware, *middlewares, spec_errors, read_only, *gate])
+    operators: list[Middleware] = [health.middleware]  # first: no credentials asked
+    prometheus = config.http.debug.prometheus
+    if prometheus.enabled and prometheus.mainlistener:
+        operators.append(metricsexport.serving(prometheus.path))
+        requestmetrics.name_path(prometheus.path, "metrics")
+    # read-only refusals before access control
+    app.middlewares.extend([requestmetrics.in_flight, *operators, *middlewares, spec_errors,
+                            read_only, *gate])
     catalog.routes(app)
     uploads.routes(app)  # before blobs: /blobs/uploads/ must win over /blobs/<digest>
     blobs.routes(app)
@@ -102,6 +108,8 @@ async def _upload_purging(app: web.Application) -> AsyncIterator[None]:
             except Exception:
                 log.exception("upload purging failed")
                 continue
+            if not settings.dryrun:
+                metrics.PURGED_UPLOADS.inc(len(purged))
             if purged:
                 verb = "would purge" if settings.dryrun else "purged"
                 log.info("%s %d stale uploads", verb, len(purged))
@@ -127,17 +135,25 @@ async def _scheduled_gc(app: web.Application) -> AsyncIterator[None]:
             await asyncio.sleep(settings.interval)
             if app[REGISTRY].read_only:
                 log.info("garbage collection skipped: the registry is read-only")
+                metrics.GC_RUNS.labels("skipped").inc()
                 continue
             collector = GarbageCollector(app[REGISTRY])
             try:
                 last = await collector.last_run()
                 if last is not None and time.time() - last < settings.interval / 2:
+                    metrics.GC_RUNS.labels("skipped").inc()  # another replica's turn
                     continue
                 report = await collector.collect(delete_untagged=settings.deleteuntagged)
             except Exception:
                 log.exception("garbage collection failed")
+                metrics.GC_RUNS.labels("failed").inc()
                 continue
             log.info("garbage collection: %s", report.summary())
+            metrics.GC_RUNS.labels("done").inc()
+            metrics.GC_SECONDS.observe(report.seconds)
+            metrics.GC_FREED_BYTES.inc(report.freed_bytes)
+            metrics.GC_DELETED.labels("blob").inc(len(report.deleted_blobs))
+            metrics.GC_DELETED.labels("manifest").inc(len(report.deleted_manifests))
 
     task = asyncio.create_task(loop()) if settings.enabled else None
     yield
@@ -261,6 +277,9 @@ def debug_app(app: web.Application) -> web.Application:
     debug = web.Application()
     for path, handler in app[HEALTH].routes().items():
         debug.router.add_get(path, handler)
+    prometheus = app[CONFIG].http.debug.prometheus
+    if prometheus.enabled:
+        debug.router.add_get(prometheus.path, metricsexport.export)
     return debug
 
 
@@ -287,7 +306,8 @@ async def _run(config: Config, reload: Callable[[], Config] | None = None) -> No
     host, port = split_address(config.http.addr)
     in_flight = InFlight()
     app = build_app(config, middlewares=[in_flight.middleware])
-    access_log = None if config.log.accesslog.disabled else logging.getLogger("registry.access")
+    access_log = logging.getLogger("registry.access")  # (the metrics need it even when off)
+    access_log.disabled = config.log.accesslog.disabled
     runner = SpecRunner(app, access_log=access_log, access_log_class=AccessLogger,
                         shutdown_timeout=5.0,
                         head_timeout=config.http.readheadertimeout,

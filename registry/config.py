@@ -162,6 +162,15 @@ class TLSSettings(Section):
 class PrometheusSettings(Section):
     enabled: bool = False
     path: str = "/metrics"
+    # Berth: serve the metrics on the main listener too (no credentials asked)
+    mainlistener: bool = False
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.startswith("/") or value.startswith("/v2"):
+            raise ValueError("must be an absolute path outside /v2")
+        return value
 
 
 class DebugSettings(Section):
@@ -177,6 +186,14 @@ class DebugSettings(Section):
         if value is not None:
             split_address(value)
         return value
+
+    @model_validator(mode="after")
+    def _somewhere(self) -> DebugSettings:
+        prometheus = self.prometheus
+        if prometheus.enabled and self.addr is None and not prometheus.mainlistener:
+            raise ValueError("prometheus.enabled needs http.debug.addr (or "
+                             "prometheus.mainlistener)")
+        return self
 
 
 class HTTPSettings(Section):

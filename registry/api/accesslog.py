@@ -1,4 +1,6 @@
-"""The access log: one line per request, Apache's combined format plus the duration.
+"""The access log: one line per request, Apache's combined format plus the duration; and
+the request metrics, recorded at the same moment (aiohttp's one hook after a response is
+sent), whether the log is on or not.
 
     127.0.0.1 - alice [01/Dec/2026:23:18:26 +0000] "GET /v2/a/blobs/sha256:… HTTP/1.1"
         200 838860800 "-" "skopeo/1.9.3" 1.532
@@ -17,10 +19,14 @@ from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
 from ..auth.access import access
+from .requestmetrics import body_bytes, observe
 
 
 class AccessLogger(AbstractAccessLogger):
     def log(self, request: BaseRequest, response: StreamResponse, duration: float) -> None:
+        observe(request, response, duration)
+        if self.logger.disabled:  # log.accesslog.disabled
+            return
         user = access(request).user
         when = time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime())
         version = request.version
@@ -28,6 +34,6 @@ class AccessLogger(AbstractAccessLogger):
         self.logger.info(
             '%s - %s [%s] "%s %s HTTP/%d.%d" %d %d "%s" "%s" %.3f',
             request.remote or "-", user or "-", when, request.method, request.path_qs,
-            version.major, version.minor, response.status, response.body_length,
+            version.major, version.minor, response.status, body_bytes(request, response),
             headers.get("Referer", "-"), headers.get("User-Agent", "-"), duration,
         )

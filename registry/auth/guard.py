@@ -16,7 +16,7 @@ import logging
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from .. import errors
+from .. import errors, metrics
 from ..config import AuthSettings
 from .access import ACCESS, Access, Need, PolicyAccess, TokenAccess, required
 from .files import AuthFiles
@@ -121,7 +121,15 @@ class Auth:
         if request.path == TOKEN_PATH and self.signer is not None:
             return await handler(request)  # the token server checks its own credentials
         need = required(request)
-        caller = await self.identify(request, need)
+        try:
+            self._check(request, need, await self.identify(request, need))
+        except errors.RegistryError as exc:
+            metrics.AUTH.labels(_OUTCOMES.get(exc.status, "refused")).inc()
+            raise
+        metrics.AUTH.labels("allowed").inc()
+        return await handler(request)
+
+    def _check(self, request: web.Request, need: Need | None, caller: Access) -> None:
         request[ACCESS] = caller
         if need is None:  # `/v2/` and the like: clients learn the challenge here
             if caller.user is None:
@@ -134,7 +142,9 @@ class Auth:
                 raise self.challenge(request, need)
             raise errors.Denied(detail={"Type": need.kind, "Name": need.name,
                                         "Action": sorted(need.actions)})
-        return await handler(request)
+
+
+_OUTCOMES = {401: "challenged", 403: "denied", 429: "throttled"}
 
 
 def basic_credentials(value: str) -> tuple[str, str] | None:

@@ -22,7 +22,7 @@ from aiohttp import web
 from client.oci.reference import is_valid_name
 from client.oci.scope import CATALOG_NAME, REGISTRY, REPOSITORY, Scope, ScopeError
 
-from .. import errors
+from .. import errors, metrics
 from .guard import TOKEN_PATH, Auth, basic_credentials
 from .policy import Policy
 from .tokens import TokenError
@@ -76,6 +76,7 @@ class TokenServer:
         granted = grants(policy, user, wanted)
         lifetime = self.settings.expiration
         token = self.signer.access_token(user, granted, lifetime)
+        metrics.TOKENS.labels("issued").inc()
         log.info("auth: token for %s: %s", user or "anonymous",
                  " ".join(map(str, granted)) or "(no access)")
         now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
@@ -99,6 +100,7 @@ class TokenServer:
                 body["refresh_token"] = self._refresh_token(user)
             return self._issue(user, wanted, body)
         except errors.RegistryError as exc:
+            metrics.TOKENS.labels("refused").inc()
             return exc.response()
 
     async def post(self, request: web.Request) -> web.StreamResponse:
@@ -127,6 +129,7 @@ class TokenServer:
                                   "(use password or refresh_token)")
             return self._issue(user, wanted, body)
         except errors.RegistryError as exc:
+            metrics.TOKENS.labels("refused").inc()
             return exc.response()
 
     async def _basic_user(self, request: web.Request) -> str | None:

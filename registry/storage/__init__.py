@@ -14,6 +14,7 @@ from .drivers.base import PathNotFoundError, StorageDriver
 from .drivers.filesystem import FilesystemDriver
 from .examine import UrlPolicy
 from .manifests import ManifestStore
+from .metered import MeteredDriver
 from .repositories import RepositoryStore
 from .tags import TagStore
 from .uploads import UploadStore
@@ -86,4 +87,5 @@ def open_driver(config: Config) -> StorageDriver:
 
 
 def open_registry(config: Config) -> Registry:
-    return Registry.assemble(open_driver(config), config)
+    """The registry over the configured storage, every storage action timed (metrics)."""
+    return Registry.assemble(MeteredDriver(open_driver(config)), config)

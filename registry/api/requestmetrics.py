@@ -1,0 +1,74 @@
+"""Request metrics by route name (distribution's: base, blob, blob-upload,
+blob-upload-chunk, manifest, tags, catalog, referrers; and token, health, metrics,
+other), never by repository or digest."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from aiohttp.web_request import BaseRequest
+from aiohttp.web_response import StreamResponse
+
+from .. import metrics
+from ..auth import TOKEN_PATH
+from .health import DEBUG_HEALTH, LIVE, READY
+
+_BY_TEMPLATE = {
+    "/v2/": "base", "/v2": "base", "/v2/_catalog": "catalog",
+    "/v2/{name}/blobs/{digest}": "blob",
+    "/v2/{name}/blobs/uploads/": "blob-upload", "/v2/{name}/blobs/uploads": "blob-upload",
+    "/v2/{name}/blobs/uploads/{uuid}": "blob-upload-chunk",
+    "/v2/{name}/manifests/{reference}": "manifest",
+    "/v2/{name}/tags/list": "tags",
+    "/v2/{name}/referrers/{digest}": "referrers",
+    TOKEN_PATH: "token",
+}
+_BY_PATH = {LIVE: "health", READY: "health", DEBUG_HEALTH: "health"}
+
+
+def name_path(path: str, name: str) -> None:
+    """Label requests to `path` (answered outside the router: the metrics) as `name`."""
+    _BY_PATH[path] = name
+
+
+def handler_name(request: BaseRequest) -> str:
+    named = _BY_PATH.get(request.path)
+    if named is not None:
+        return named
+    match = getattr(request, "match_info", None)
+    route = getattr(match, "route", None)
+    resource = getattr(route, "resource", None)
+    if resource is None:
+        return "other"
+    return _BY_TEMPLATE.get(resource.canonical, "other")
+
+
+def body_bytes(request: BaseRequest, response: StreamResponse) -> int:
+    """The bytes the response body carried, sendfile included: aiohttp counts all it wrote,
+    so the status line and headers (serialized as it does) come off."""
+    version = request.version
+    head = len(f"HTTP/{version.major}.{version.minor} {response.status} "
+               f"{response.reason}\r\n".encode()) + 2
+    head += sum(len(k.encode()) + len(v.encode()) + 4 for k, v in response.headers.items())
+    return max(response.body_length - head, 0)
+
+
+@web.middleware
+async def in_flight(request: web.Request, handler: Handler) -> web.StreamResponse:
+    gauge = metrics.HTTP_IN_FLIGHT.labels(handler_name(request))
+    gauge.inc()
+    try:
+        return await handler(request)
+    finally:
+        gauge.dec()
+
+
+def observe(request: BaseRequest, response: StreamResponse, duration: float) -> None:
+    """After the response went out (called by the access logger: aiohttp's one hook that
+    sees the bytes really sent, sendfile included)."""
+    name = handler_name(request)
+    method = request.method.lower()
+    metrics.HTTP_REQUESTS.labels(name, str(response.status), method).inc()
+    metrics.HTTP_DURATION.labels(name, method).observe(duration)
+    metrics.HTTP_REQUEST_SIZE.labels(name).observe(request.content.total_bytes)
+    metrics.HTTP_RESPONSE_SIZE.labels(name).observe(body_bytes(request, response))

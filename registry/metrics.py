@@ -1,0 +1,73 @@
+"""The registry's Prometheus metrics, in one place (docs/operations.md lists them).
+
+Names and labels follow the CNCF distribution registry where the concept is the same
+(`registry_http_*` by route name, `registry_storage_action_seconds` by driver and
+action), so its dashboards work unchanged; the rest are `berth_*`. Labels are bounded
+sets: route names, methods, status codes, driver actions, outcomes — never a repository,
+a digest or a user.
+"""
+
+from __future__ import annotations
+
+import platform
+from importlib.metadata import PackageNotFoundError, version
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+# distribution's buckets (docker/go-metrics defaults)
+_DURATIONS = (.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 25, 60)
+_SIZES = tuple(1024.0 * 2 ** i for i in range(22))  # 1 KiB … 2 GiB
+
+HTTP_IN_FLIGHT = Gauge("registry_http_in_flight_requests", "The in-flight HTTP requests",
+                       ["handler"], registry=REGISTRY)
+HTTP_REQUESTS = Counter("registry_http_requests", "Total number of HTTP requests made.",
+                        ["handler", "code", "method"], registry=REGISTRY)
+HTTP_DURATION = Histogram("registry_http_request_duration_seconds",
+                          "The HTTP request latencies in seconds.", ["handler", "method"],
+                          buckets=_DURATIONS, registry=REGISTRY)
+HTTP_REQUEST_SIZE = Histogram("registry_http_request_size_bytes",
+                              "The HTTP request sizes in bytes (the body as received).",
+                              ["handler"], buckets=_SIZES, registry=REGISTRY)
+HTTP_RESPONSE_SIZE = Histogram("registry_http_response_size_bytes",
+                               "The HTTP response sizes in bytes (the body as sent, "
+                               "sendfile included).", ["handler"], buckets=_SIZES,
+                               registry=REGISTRY)
+
+STORAGE_ACTION = Histogram("registry_storage_action_seconds",
+                           "The number of seconds that the storage action takes",
+                           ["driver", "action"], registry=REGISTRY)
+STORAGE_ERRORS = Counter("berth_storage_errors", "Storage actions that failed (a missing "
+                         "path is an answer, not a failure).", ["driver", "action"],
+                         registry=REGISTRY)
+
+AUTH = Counter("berth_auth_requests", "Requests by what access control decided: allowed, "
+               "challenged (401), denied (403), throttled (429).", ["outcome"],
+               registry=REGISTRY)
+TOKENS = Counter("berth_auth_tokens", "Token requests to the built-in token server, "
+                 "by outcome: issued or refused.", ["outcome"], registry=REGISTRY)
+
+GC_RUNS = Counter("berth_gc_runs", "Garbage collections run by this process, by outcome "
+                  "(done, failed, skipped).", ["outcome"], registry=REGISTRY)
+GC_SECONDS = Histogram("berth_gc_duration_seconds", "How long a collection took.",
+                       buckets=(1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600),
+                       registry=REGISTRY)
+GC_FREED_BYTES = Counter("berth_gc_freed_bytes", "Bytes of blob data deleted by garbage "
+                         "collection.", registry=REGISTRY)
+GC_DELETED = Counter("berth_gc_deleted", "What garbage collection deleted, by kind "
+                     "(blob, manifest).", ["kind"], registry=REGISTRY)
+PURGED_UPLOADS = Counter("berth_uploads_purged", "Abandoned upload sessions purged.",
+                         registry=REGISTRY)
+
+BUILD = Info("berth_build", "The running Berth.", registry=REGISTRY)
+
+
+def _version() -> str:
+    try:
+        return version("berth")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+BUILD.info({"version": _version(), "python": platform.python_version()})
