@@ -95,4 +95,9 @@ def gc(config_file: str | None, root: str | None, dry_run: bool,
     if as_json:
         click.echo(json.dumps(dataclasses.asdict(report), indent=2))
         return
+    if dry_run:  # what a policy would delete, by name
+        for tag in report.retention_deleted_tags:
+            click.echo(f"would delete tag {tag}")
+        for manifest in report.deleted_manifests:
+            click.echo(f"would forget manifest {manifest}")
     click.echo(("would have: " if dry_run else "") + report.summary())

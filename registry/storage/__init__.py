@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from ..config import Config, GCSettings
+from ..config import Config, GCSettings, RetentionSettings
 from . import examine
 from .blobs import BlobStore
 from .drivers.base import StorageDriver
 from .drivers.filesystem import FilesystemDriver
 from .examine import UrlPolicy
+from .immutability import ImmutableTags
 from .manifests import ManifestStore
 from .repositories import RepositoryStore
 from .tags import TagStore
@@ -30,13 +31,14 @@ class Registry:
     repositories: RepositoryStore
     uses: UseRecords
     gc: GCSettings
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
 
     @classmethod
     def assemble(cls, driver: StorageDriver, config: Config) -> Registry:
         """The stores of every concept over one driver, set up as `config` says."""
         repositories = RepositoryStore(driver)
         blobs = BlobStore(driver, repositories)
-        tags = TagStore(driver)
+        tags = TagStore(driver, ImmutableTags(config.berth.immutabletags))
         uses = UseRecords(driver, config.berth.gc.grace)
         policy = config.validation.manifests.urls
         manifests = ManifestStore(
@@ -44,7 +46,7 @@ class Registry:
             max_bytes=config.berth.manifest_max_bytes, validate=not config.validation.disabled,
         )
         return cls(driver, blobs, UploadStore(driver, blobs), manifests, tags, repositories,
-                   uses, config.berth.gc)
+                   uses, config.berth.gc, config.berth.retention)
 
     async def close(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, examine.shutdown)
