@@ -359,8 +359,15 @@ def _regex(pattern: str) -> str:
     return pattern
 
 
+def _listed(values: tuple[str, ...]) -> tuple[str, ...]:
+    if not values:
+        raise ValueError("list at least one")
+    return values
+
+
 Glob = Annotated[str, AfterValidator(_glob)]
 Regex = Annotated[str, AfterValidator(_regex)]
+Globs = Annotated[tuple[Glob, ...], AfterValidator(_listed)]
 
 
 class KeepTags(Section):
@@ -376,7 +383,7 @@ class KeepTags(Section):
 
 
 class RetentionPolicy(Section):
-    repositories: tuple[Glob, ...] = Field(min_length=1)
+    repositories: Globs
     deleteuntagged: bool = False  # forget manifests no tag reaches, older than `delay`
     keeptags: tuple[KeepTags, ...] = ()  # none: every tag is kept
 
@@ -395,8 +402,8 @@ class ImmutableTagRule(Section):
     """Tags matching `tags` in repositories matching `repositories` can be neither moved
     to another digest nor deleted once they exist."""
 
-    repositories: tuple[Glob, ...] = Field(min_length=1)
-    tags: tuple[Regex, ...] = Field(min_length=1)
+    repositories: Globs
+    tags: Annotated[tuple[Regex, ...], AfterValidator(_listed)]
 
 
 class BerthSettings(Section):
