@@ -159,15 +159,16 @@ def test_push_time_is_the_last_push_of_the_tag(make_berth: MakeBerth) -> None:
     """A re-push of the same digest rewrites the tag's link: it counts as the newest."""
     server = make_berth({"berth": {"retention": {"policies": [
         {"repositories": ["**"], "keeptags": [{"mostrecentlypushedcount": 1}]}]}}})
-    first = push(server, "app", "one")
+    first = push(server, "app", "m")
+    for tag in ("z", "a"):  # (neither name order is push order)
+        time.sleep(0.02)
+        push(server, "app", tag)
     time.sleep(0.02)
-    push(server, "app", "two")
-    time.sleep(0.02)
-    assert put_manifest(server.url, "app", "one", first).status_code == 201
-    assert gc_report(server, "--grace", "0s")["retention_deleted_tags"] == ["app:two"]
-    assert tags(server, "app") == ["one"]
-    # not asked to forget untagged manifests: two's stays, by digest
-    assert status(server, "app", digest(image(server.url, "app", layers=[b"app two"]))) == 200
+    assert put_manifest(server.url, "app", "m", first).status_code == 201
+    assert gc_report(server, "--grace", "0s")["retention_deleted_tags"] == ["app:a", "app:z"]
+    assert tags(server, "app") == ["m"]
+    # not asked to forget untagged manifests: z's stays, by digest
+    assert status(server, "app", digest(image(server.url, "app", layers=[b"app z"]))) == 200
 
 
 def age(server: BerthServer, key: str, seconds: float) -> None:
