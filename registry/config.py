@@ -378,8 +378,16 @@ class KeepTags(Section):
     patterns: tuple[Regex, ...] = ()
     mostrecentlypushedcount: int | None = Field(None, ge=0)
     pushedwithin: float | None = None
+    # by pull time: recorded only while a rule asks for it
+    mostrecentlypulledcount: int | None = Field(None, ge=0)
+    pulledwithin: float | None = None
 
-    _durations = field_validator("pushedwithin", mode="before")(parse_duration)
+    _durations = field_validator("pushedwithin", "pulledwithin", mode="before")(
+        parse_duration)
+
+    @property
+    def by_pulls(self) -> bool:
+        return self.mostrecentlypulledcount is not None or self.pulledwithin is not None
 
 
 class RetentionPolicy(Section):
@@ -394,8 +402,21 @@ class RetentionSettings(Section):
 
     delay: float = 24 * 3600.0  # untagged manifests younger than this are kept
     policies: tuple[RetentionPolicy, ...] = ()
+    pullflush: float = 60.0  # how often the pulls noted in memory are written
 
-    _durations = field_validator("delay", mode="before")(parse_duration)
+    _durations = field_validator("delay", "pullflush", mode="before")(parse_duration)
+
+    @field_validator("pullflush")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be a positive duration")
+        return value
+
+    @property
+    def records_pulls(self) -> bool:
+        """Whether pulls are recorded: only when a rule uses them."""
+        return any(k.by_pulls for p in self.policies for k in p.keeptags)
 
 
 class ImmutableTagRule(Section):

@@ -13,6 +13,7 @@ from .drivers.filesystem import FilesystemDriver
 from .examine import UrlPolicy
 from .immutability import ImmutableTags
 from .manifests import ManifestStore
+from .pulls import PullRecords
 from .repositories import RepositoryStore
 from .tags import TagStore
 from .uploads import UploadStore
@@ -31,6 +32,7 @@ class Registry:
     repositories: RepositoryStore
     uses: UseRecords
     gc: GCSettings
+    pulls: PullRecords
     retention: RetentionSettings = field(default_factory=RetentionSettings)
 
     @classmethod
@@ -46,7 +48,9 @@ class Registry:
             max_bytes=config.berth.manifest_max_bytes, validate=not config.validation.disabled,
         )
         return cls(driver, blobs, UploadStore(driver, blobs), manifests, tags, repositories,
-                   uses, config.berth.gc, config.berth.retention)
+                   uses, config.berth.gc,
+                   PullRecords(driver, config.berth.retention.records_pulls),
+                   config.berth.retention)
 
     async def close(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, examine.shutdown)

@@ -356,6 +356,9 @@ class GarbageCollector:
                 report.cleaned += 1
         for name in self._repositories:
             report.cleaned += await self._clean_repository(name, t0 - self.grace)
+            if self.registry.pulls.enabled:
+                revisions = await list_digests(self.driver, paths.revisions(name))
+                report.cleaned += await self.registry.pulls.forget_missing(name, set(revisions))
         walked = set(self._repositories)
         for name in await self.registry.repositories.names():
             if name not in walked and not await self.registry.repositories.exists(name):

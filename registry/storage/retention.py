@@ -33,6 +33,7 @@ class TagState:
     tag: str
     digest: Digest
     pushed: float  # the link's modification time, storage's clock
+    pulled: float | None = field(default=None, compare=False)  # its manifest's, from here
 
 
 @dataclass
@@ -56,13 +57,20 @@ def kept_by(rules: tuple[KeepTags, ...], tags: list[TagState], now: float) -> se
         patterns = [re.compile(p) for p in rule.patterns]
         matching = [t for t in newest_first
                     if not patterns or any(p.search(t.tag) for p in patterns)]
-        if rule.mostrecentlypushedcount is None and rule.pushedwithin is None:
+        if rule.mostrecentlypushedcount is None and rule.pushedwithin is None and (
+                not rule.by_pulls):
             kept.update(t.tag for t in matching)
             continue
         if rule.mostrecentlypushedcount is not None:
             kept.update(t.tag for t in matching[:rule.mostrecentlypushedcount])
         if rule.pushedwithin is not None:
             kept.update(t.tag for t in matching if t.pushed >= now - rule.pushedwithin)
+        pulled = sorted((t for t in matching if t.pulled is not None),
+                        key=lambda t: (-(t.pulled or 0.0), t.tag))  # (never pulled: not)
+        if rule.mostrecentlypulledcount is not None:
+            kept.update(t.tag for t in pulled[:rule.mostrecentlypulledcount])
+        if rule.pulledwithin is not None:
+            kept.update(t.tag for t in pulled if (t.pulled or 0.0) >= now - rule.pulledwithin)
     return kept
 
 
@@ -93,7 +101,11 @@ class Retention:
         except PathNotFoundError:
             return None
         digest = await read_link(driver, link)
-        return None if digest is None else TagState(tag, digest, pushed)
+        if digest is None:
+            return None
+        pulls = self.registry.pulls
+        pulled = await pulls.last_pulled(name, digest) if pulls.enabled else None
+        return TagState(tag, digest, pushed, pulled)
 
     async def plan(self, name: str, now: float, cutoff: float) -> RepositoryPlan | None:
         """Decide for `name` at `now`; tags written after `cutoff` (the grace) stay."""
