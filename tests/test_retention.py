@@ -244,3 +244,84 @@ def test_immutable_rule_errors_and_the_cli_message(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr == (f"berth: config error: {path}: berth.immutabletags[1].tags[0]: "
                              "bad regex '(': missing ), unterminated subpattern at position 0\n")
+
+
+def wait_for(check: Any, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def pull(server: BerthServer, repo: str, reference: str) -> None:
+    assert requests.get(f"{server.url}/v2/{repo}/manifests/{reference}").status_code == 200
+
+
+@pytest.mark.parametrize("driver", ["filesystem", "s3"])
+def test_pull_rules_keep_what_was_pulled(make_berth: MakeBerth, driver: str,
+                                         request: pytest.FixtureRequest) -> None:
+    config: dict[str, Any] = {"berth": {"retention": {"pullflush": "0.1s", "policies": [
+        {"repositories": ["within"], "keeptags": [{"pulledwithin": "1h"}]},
+        {"repositories": ["count"], "keeptags": [{"mostrecentlypulledcount": 1}]},
+        {"repositories": ["count3"], "keeptags": [{"mostrecentlypulledcount": 3}]},
+    ]}}}
+    if driver == "s3":
+        config.update(s3_config(request.getfixturevalue("moto_s3")))
+    server = make_berth(config)
+    within = {tag: push(server, "within", tag) for tag in ("a", "b", "c")}
+    for tag in ("x", "y", "z"):
+        push(server, "count", tag)
+        push(server, "count3", tag)
+    pull(server, "count3", "x")
+    pull(server, "count3", "y")  # z: never pulled, so not among the most recently pulled
+    pull(server, "within", "a")
+    pull(server, "within", digest(within["c"]))  # a pull by digest counts for its tags
+    assert requests.head(f"{server.url}/v2/within/manifests/b").status_code == 200  # not one
+    pull(server, "count", "y")
+    time.sleep(1.1 if driver == "s3" else 0.3)  # (S3 keeps times to the second)
+    pull(server, "count", "x")
+    time.sleep(0.5)  # a few batches
+    report = gc_report(server, "--grace", "0s")
+    assert report["retention_deleted_tags"] == ["count:y", "count:z", "count3:z", "within:b"]
+    assert tags(server, "within") == ["a", "c"]
+    assert tags(server, "count") == ["x"]
+    assert tags(server, "count3") == ["x", "y"]
+
+
+def test_a_pull_is_written_once_an_hour_in_batches(make_berth: MakeBerth) -> None:
+    server = make_berth({"berth": {"retention": {"pullflush": "0.1s", "policies": [
+        {"repositories": ["app"], "keeptags": [{"pulledwithin": "24h"}]}]}}})
+    manifest = push(server, "app", "v1")
+    record = server.root / paths.pull_record("app", Digest.parse(digest(manifest)))
+    assert not record.exists()
+    pull(server, "app", "v1")
+    wait_for(record.exists)
+    written = record.stat().st_mtime_ns
+    for _ in range(5):
+        pull(server, "app", "v1")
+        pull(server, "app", digest(manifest))
+    time.sleep(0.5)
+    assert record.stat().st_mtime_ns == written
+    # a collection drops the records of manifests gone
+    assert requests.delete(f"{server.url}/v2/app/manifests/{digest(manifest)}").status_code == 202
+    assert gc_report(server, "--grace", "0s")["cleaned"] >= 1
+    assert not record.exists()
+
+
+def test_pulls_noted_are_written_at_shutdown_and_only_with_pull_rules(
+        make_berth: MakeBerth) -> None:
+    server = make_berth({"berth": {"retention": {"pullflush": "1h", "policies": [
+        {"repositories": ["app"], "keeptags": [{"mostrecentlypulledcount": 3}]}]}}})
+    manifest = push(server, "app", "v1")
+    pull(server, "app", "v1")
+    record = server.root / paths.pull_record("app", Digest.parse(digest(manifest)))
+    assert not record.exists()  # (noted, not yet written)
+    assert server.stop() == 0
+    assert record.exists()
+    plain = make_berth({"berth": {"retention": {"pullflush": "0.1s", "policies": [
+        {"repositories": ["app"], "keeptags": [{"mostrecentlypushedcount": 3}]}]}}})
+    manifest = push(plain, "app", "v1")
+    pull(plain, "app", "v1")
+    time.sleep(0.5)
+    assert plain.stop() == 0
+    assert not (plain.root / paths.pull_record("app", Digest.parse(digest(manifest)))).exists()
