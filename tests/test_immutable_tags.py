@@ -19,13 +19,16 @@ RULES = [
 RULE_TEXT = "berth.immutabletags[1]: repositories prod/**, tags ^v[0-9]+ ^stable$"
 
 
-@pytest.fixture(params=["filesystem", "inmemory", "s3"])
+@pytest.fixture(params=["filesystem", "inmemory", "s3",
+                        pytest.param("s3-rgw", marks=pytest.mark.rgw)])
 def server(request: pytest.FixtureRequest, make_berth: MakeBerth) -> BerthServer:
     config: dict[str, Any] = {"berth": {"immutabletags": RULES}}
     if request.param == "inmemory":
         config["storage"] = {"inmemory": {}}
     elif request.param == "s3":
         config.update(s3_config(request.getfixturevalue("moto_s3")))
+    elif request.param == "s3-rgw":
+        config.update(s3_config(request.getfixturevalue("rgw_s3")))
     return make_berth(config)
 
 

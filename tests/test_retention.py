@@ -93,15 +93,18 @@ def retention_config(**extra: Any) -> dict[str, Any]:
                       "immutabletags": IMMUTABLE, **extra}}
 
 
-@pytest.mark.parametrize("driver", ["filesystem", "s3"])
+@pytest.mark.parametrize("driver", ["filesystem", "s3",
+                                    pytest.param("s3-rgw", marks=pytest.mark.rgw)])
 def test_berth_gc_applies_the_policies(make_berth: MakeBerth, driver: str,
                                        request: pytest.FixtureRequest) -> None:
     config = retention_config()
     if driver == "s3":
         config.update(s3_config(request.getfixturevalue("moto_s3")))
+    elif driver == "s3-rgw":
+        config.update(s3_config(request.getfixturevalue("rgw_s3")))
     server = make_berth(config)
     # S3 keeps modification times to the second
-    pushed = push_scenario(server, apart=1.1 if driver == "s3" else 0.02)
+    pushed = push_scenario(server, apart=0.02 if driver == "filesystem" else 1.1)
     report = gc_report(server, "--grace", "0s")
     assert report["retention_deleted_tags"] == ["ci/app:b1", "ci/app:other"]
     assert report["retention_kept_immutable"] == ["ci/app:rel-1"]
