@@ -18,7 +18,7 @@ import requests
 import yaml
 
 from client.oci.digest import Digest
-from registry.config import ConfigError, load_config
+from registry.config import ConfigError, glob_regex, load_config
 from registry.storage import paths
 
 from .conftest import MakeBerth, s3_config
@@ -328,3 +328,18 @@ def test_pulls_noted_are_written_at_shutdown_and_only_with_pull_rules(
     time.sleep(0.5)
     assert plain.stop() == 0
     assert not (plain.root / paths.pull_record("app", Digest.parse(digest(manifest)))).exists()
+
+
+@pytest.mark.parametrize(("glob", "matches", "misses"), [
+    ("team/*", ["team/a"], ["team", "team/a/b", "teams/a"]),
+    ("prod/**", ["prod", "prod/a", "prod/a/b"], ["production", "pre/prod"]),
+    ("**/cache", ["cache", "x/cache", "x/y/cache"], ["cache2", "xcache"]),
+    ("**", ["a", "a/b/c"], []),
+    ("app", ["app"], ["app/x", "myapp"]),
+    ("a?c/x.y", ["abc/x.y"], ["a/c/x.y", "abc/xzy"]),
+])
+def test_repository_globs(glob: str, matches: list[str], misses: list[str]) -> None:
+    """As docs/retention.md's table says."""
+    pattern = glob_regex(glob)
+    assert [n for n in matches if pattern.fullmatch(n)] == matches
+    assert [n for n in misses if pattern.fullmatch(n)] == []
