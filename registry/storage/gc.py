@@ -2,8 +2,10 @@
 exact order of writes, is docs/gc.md).
 
 A run: write the lease (its time, on storage's clock, is the run's `t0`); put back what
-crashed runs left set aside; mark every blob a kept manifest names (all manifests, or
-with `delete_untagged` those a tag reaches directly, through indexes or as referrers);
+crashed runs left set aside; per repository, delete the tags its retention policy does
+not keep (retention.py, docs/retention.md); mark every blob a kept manifest names (all
+manifests, or with `delete_untagged` or the policy's `deleteuntagged` those a tag
+reaches directly, through indexes or as referrers);
 forget untagged manifests in two steps (remove the revision, re-read its use record,
 restore when a push named it since); then for every unmarked blob older than the grace
 period and not named by a push within it: set it aside, re-read its use record, and
