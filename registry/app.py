@@ -62,6 +62,7 @@ def build_app(
     app.cleanup_ctx.append(_upload_purging)
     app.cleanup_ctx.append(_scheduled_gc)
     app.cleanup_ctx.append(_scheduled_scrub)
+    app.cleanup_ctx.append(_pull_records)
     app.on_cleanup.append(_close_registry)
     return app
 
@@ -188,6 +189,33 @@ async def _scheduled_scrub(app: web.Application) -> AsyncIterator[None]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def _pull_records(app: web.Application) -> AsyncIterator[None]:
+    """With pull retention rules: write the pulls noted in memory every
+    `berth.retention.pullflush`, and once more at shutdown (storage/pulls.py)."""
+    pulls = app[REGISTRY].pulls
+
+    async def flush() -> None:
+        if app[REGISTRY].read_only:
+            return  # (kept in memory until writes are allowed again)
+        try:
+            await pulls.flush()
+        except Exception:
+            log.exception("writing pull records failed")
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(app[CONFIG].berth.retention.pullflush)
+            await flush()
+
+    task = asyncio.create_task(loop()) if pulls.enabled else None
+    yield
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await flush()
 
 
 class JsonFormatter(logging.Formatter):

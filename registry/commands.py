@@ -60,7 +60,9 @@ def serve(config_file: str | None, listen: str | None, root: str | None) -> None
 @click.command()
 @config_option
 @root_option
-@click.option("--dry-run", is_flag=True, help="report what would be deleted, delete nothing")
+@click.option("--dry-run", is_flag=True,
+              help="report what would be deleted (retention's tags and manifests by name), "
+                   "delete nothing")
 @click.option("--delete-untagged", is_flag=True, default=None,
               help="also forget manifests that no tag reaches (directly, by index or "
                    "referrer); default: berth.gc.deleteuntagged")
@@ -70,7 +72,8 @@ def serve(config_file: str | None, listen: str | None, root: str | None) -> None
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
 def gc(config_file: str | None, root: str | None, dry_run: bool,
        delete_untagged: bool | None, grace: str | None, as_json: bool) -> None:
-    """Delete what no manifest references (safe while the registry serves: docs/gc.md)."""
+    """Delete what no manifest references, and the tags berth.retention does not keep
+    (safe while the registry serves: docs/gc.md, docs/retention.md)."""
     from .storage import open_registry
     from .storage.gc import GarbageCollector, GCReport
 
@@ -94,6 +97,11 @@ def gc(config_file: str | None, root: str | None, dry_run: bool,
     if as_json:
         click.echo(json.dumps(dataclasses.asdict(report), indent=2))
         return
+    if dry_run:  # what a policy would delete, by name
+        for tag in report.retention_deleted_tags:
+            click.echo(f"would delete tag {tag}")
+        for manifest in report.deleted_manifests:
+            click.echo(f"would forget manifest {manifest}")
     click.echo(("would have: " if dry_run else "") + report.summary())
 
 

@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 log = logging.getLogger(__name__)
 
@@ -377,11 +385,120 @@ class ScrubSettings(Section):
         return value
 
 
+_GLOB_CHARS = re.compile(r"[a-z0-9._/*?-]+")
+
+
+def glob_regex(glob: str) -> re.Pattern[str]:
+    """A repository glob as a regex matching whole names: `*` and `?` stay within one
+    path component, `**` crosses `/` (`prod/**` also matches `prod`, `**/cache` also
+    `cache`)."""
+    out, i = [], 0
+    while i < len(glob):
+        if glob.startswith("/**", i) and i + 3 == len(glob):
+            out.append("(?:/.*)?")
+            i += 3
+        elif glob.startswith("**/", i) and (i == 0 or glob[i - 1] == "/"):
+            out.append("(?:.*/)?")
+            i += 3
+        elif glob.startswith("**", i):
+            out.append(".*")
+            i += 2
+        else:
+            out.append({"*": "[^/]*", "?": "[^/]"}.get(glob[i], re.escape(glob[i])))
+            i += 1
+    return re.compile("".join(out))
+
+
+def _glob(glob: str) -> str:
+    if not _GLOB_CHARS.fullmatch(glob):
+        raise ValueError(f"bad glob {glob!r}: use repository-name characters (a-z 0-9 . _ "
+                         "- /) and the wildcards * ? **")
+    return glob
+
+
+def _regex(pattern: str) -> str:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"bad regex {pattern!r}: {exc}") from None
+    return pattern
+
+
+def _listed(values: tuple[str, ...]) -> tuple[str, ...]:
+    if not values:
+        raise ValueError("list at least one")
+    return values
+
+
+Glob = Annotated[str, AfterValidator(_glob)]
+Regex = Annotated[str, AfterValidator(_regex)]
+Globs = Annotated[tuple[Glob, ...], AfterValidator(_listed)]
+
+
+class KeepTags(Section):
+    """One `keeptags` rule (zot's keepTags): of the tags any of `patterns` matches (every
+    tag when there are none), keep those meeting any criterion set, or all of them when
+    none is (docs/retention.md)."""
+
+    patterns: tuple[Regex, ...] = ()
+    mostrecentlypushedcount: int | None = Field(None, ge=0)
+    pushedwithin: float | None = None
+    # by pull time: recorded only while a rule asks for it
+    mostrecentlypulledcount: int | None = Field(None, ge=0)
+    pulledwithin: float | None = None
+
+    _durations = field_validator("pushedwithin", "pulledwithin", mode="before")(
+        parse_duration)
+
+    @property
+    def by_pulls(self) -> bool:
+        return self.mostrecentlypulledcount is not None or self.pulledwithin is not None
+
+
+class RetentionPolicy(Section):
+    repositories: Globs
+    deleteuntagged: bool = False  # forget manifests no tag reaches, older than `delay`
+    keeptags: tuple[KeepTags, ...] = ()  # none: every tag is kept
+
+
+class RetentionSettings(Section):
+    """Which tags and untagged manifests a garbage collection deletes, per repository
+    (the first policy whose `repositories` match applies)."""
+
+    delay: float = 24 * 3600.0  # untagged manifests younger than this are kept
+    policies: tuple[RetentionPolicy, ...] = ()
+    pullflush: float = 60.0  # how often the pulls noted in memory are written
+
+    _durations = field_validator("delay", "pullflush", mode="before")(parse_duration)
+
+    @field_validator("pullflush")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be a positive duration")
+        return value
+
+    @property
+    def records_pulls(self) -> bool:
+        """Whether pulls are recorded: only when a rule uses them."""
+        return any(k.by_pulls for p in self.policies for k in p.keeptags)
+
+
+class ImmutableTagRule(Section):
+    """Tags matching `tags` in repositories matching `repositories` can be neither moved
+    to another digest nor deleted once they exist."""
+
+    repositories: Globs
+    tags: Annotated[tuple[Regex, ...], AfterValidator(_listed)]
+
+
 class BerthSettings(Section):
     """Settings with no counterpart in distribution's config."""
 
     gc: GCSettings = GCSettings()
     scrub: ScrubSettings = ScrubSettings()
+    retention: RetentionSettings = RetentionSettings()
+    immutabletags: tuple[ImmutableTagRule, ...] = ()
 
     manifest_max_bytes: int = Field(4 * MiB, ge=1024)
     # Advertised to clients as OCI-Chunk-Min-Length (a hint: smaller chunks still work).
@@ -496,7 +613,8 @@ def _format_error(exc: ValidationError, where: str,
         if loc[:depth] in origins:
             where = origins[loc[:depth]]
             break
-    key = ".".join(loc) or "(top level)"
+    key = "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in loc).lstrip(".")
+    key = key or "(top level)"
     message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
     message = message.removeprefix("Value error, ")
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""

@@ -32,6 +32,7 @@ async def get_manifest(request: web.Request) -> web.StreamResponse:
         info, data = await manifests.get(name, reference)
     except (errors.ManifestUnknown, errors.BlobUnknown) as exc:
         await raise_not_found(request, name, exc)
+    registry(request).pulls.note(name, info.digest)  # (in memory; with pull rules only)
     headers = _headers(info)
     if etag_matches(request.headers.get("If-None-Match"), headers["ETag"]):
         return web.Response(status=304, headers=headers)

@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from ..config import Config, GCSettings
+from ..config import Config, GCSettings, RetentionSettings
 from . import examine, paths
 from .blobs import BlobStore
 from .drivers.base import PathNotFoundError, StorageDriver
 from .drivers.filesystem import FilesystemDriver
 from .examine import UrlPolicy
+from .immutability import ImmutableTags
 from .manifests import ManifestStore
 from .metered import MeteredDriver
+from .pulls import PullRecords
 from .repositories import RepositoryStore
 from .tags import TagStore
 from .uploads import UploadStore
@@ -33,6 +35,8 @@ class Registry:
     repositories: RepositoryStore
     uses: UseRecords
     gc: GCSettings
+    pulls: PullRecords
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
     # storage.maintenance.readonly: the API refuses writes and background writers pause
     # (switched at run time by a config reload)
     read_only: bool = False
@@ -43,14 +47,16 @@ class Registry:
         repositories = RepositoryStore(driver)
         uses = UseRecords(driver, config.berth.gc.grace)
         blobs = BlobStore(driver, repositories, uses)
-        tags = TagStore(driver)
+        tags = TagStore(driver, ImmutableTags(config.berth.immutabletags))
         policy = config.validation.manifests.urls
         manifests = ManifestStore(
             driver, blobs, tags, uses, UrlPolicy(policy.allow, policy.deny),
             max_bytes=config.berth.manifest_max_bytes, validate=not config.validation.disabled,
         )
         return cls(driver, blobs, UploadStore(driver, blobs), manifests, tags, repositories,
-                   uses, config.berth.gc, config.storage.maintenance.readonly.enabled)
+                   uses, config.berth.gc,
+                   PullRecords(driver, config.berth.retention.records_pulls),
+                   config.berth.retention, config.storage.maintenance.readonly.enabled)
 
     async def probe(self) -> None:
         """Raise unless storage answers and (when not read-only) takes a write: what

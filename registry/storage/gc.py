@@ -2,8 +2,10 @@
 exact order of writes, is docs/gc.md).
 
 A run: write the lease (its time, on storage's clock, is the run's `t0`); put back what
-crashed runs left set aside; mark every blob a kept manifest names (all manifests, or
-with `delete_untagged` those a tag reaches directly, through indexes or as referrers);
+crashed runs left set aside; per repository, delete the tags its retention policy does
+not keep (retention.py, docs/retention.md); mark every blob a kept manifest names (all
+manifests, or with `delete_untagged` or the policy's `deleteuntagged` those a tag
+reaches directly, through indexes or as referrers);
 forget untagged manifests in two steps (remove the revision, re-read its use record,
 restore when a push named it since); then for every unmarked blob older than the grace
 period and not named by a push within it: set it aside, re-read its use record, and
@@ -18,6 +20,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -28,6 +31,7 @@ from . import paths
 from .drivers.base import PathNotFoundError
 from .links import delete_link, list_digests, read_link, write_link
 from .parallel import each
+from .retention import Retention
 
 if TYPE_CHECKING:
     from . import Registry
@@ -57,6 +61,8 @@ class GCReport:
     kept_named: int = 0  # unreferenced, but a push named them within the grace period
     restored: int = 0  # set aside, then named by a push meanwhile: put back
     cleaned: int = 0  # leftovers removed (use records, referrer links, catalog entries)
+    retention_deleted_tags: list[str] = field(default_factory=list)  # `name:tag`
+    retention_kept_immutable: list[str] = field(default_factory=list)  # rules said delete
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
 
@@ -66,7 +72,10 @@ class GCReport:
                 f"({self.freed_bytes} bytes) and {len(self.deleted_manifests)} untagged "
                 f"manifests; kept {self.kept_young} young and {self.kept_named} recently "
                 f"named unreferenced blobs, restored {self.restored}, cleaned "
-                f"{self.cleaned} leftovers in {self.seconds:.1f}s")
+                f"{self.cleaned} leftovers in {self.seconds:.1f}s"
+                + (f"; retention deleted {len(self.retention_deleted_tags)} tags, kept "
+                   f"{len(self.retention_kept_immutable)} immutable ones"
+                   if self.retention_deleted_tags or self.retention_kept_immutable else ""))
 
 
 _refs: OrderedDict[Digest, _Refs] = OrderedDict()
@@ -81,6 +90,8 @@ class GarbageCollector:
         self._repositories: list[str] = []  # walked once per run
         self._stored: set[Digest] = set()  # what the content store held when swept
         self._deleted: set[str] = set()  # what this run deleted
+        self._retention = Retention(registry, registry.retention)
+        self._t0 = 0.0
 
     async def last_run(self) -> float | None:
         """When the latest collection (by any process) started, on storage's clock."""
@@ -104,7 +115,7 @@ class GarbageCollector:
             await self._recover()
         # (a time read as up to `time_resolution` older than it was must not pass as
         # older than the cutoff: docs/gc.md)
-        cutoff = t0 - self.grace - self.driver.time_resolution
+        self._t0, cutoff = t0, t0 - self.grace - self.driver.time_resolution
         self._repositories = await self.registry.repositories.walk_names()
         marked = await self._mark(report, cutoff, dry_run, delete_untagged)
         report.marked = len(marked)
@@ -177,10 +188,14 @@ class GarbageCollector:
                             strict=True))
             report.manifests += len(revisions)
             keep = set(revisions)
-            if delete_untagged:
-                keep = await self._reachable(name, refs)
+            untagged, gone, forget_cutoff = await self._apply_retention(
+                name, report, cutoff, dry_run)
+            if delete_untagged or untagged:
+                keep = await self._reachable(name, refs, gone)
+                # retention's own: untagged for its delay (and the grace period)
+                forget_cutoff = cutoff if delete_untagged else min(cutoff, forget_cutoff)
                 for digest in sorted(set(revisions) - keep):
-                    if await self._forget_manifest(name, digest, refs[digest], cutoff,
+                    if await self._forget_manifest(name, digest, refs[digest], forget_cutoff,
                                                    dry_run):
                         report.deleted_manifests.append(f"{name}@{digest}")
                     else:
@@ -191,11 +206,33 @@ class GarbageCollector:
                 marked.update(refs[digest].children)
         return marked
 
-    async def _reachable(self, name: str, refs: dict[Digest, _Refs]) -> set[Digest]:
-        """What a tag reaches: the tagged manifests, their children (each once: nested
-        indexes are walked without repeats), and referrers of anything reached."""
+    async def _apply_retention(self, name: str, report: GCReport, cutoff: float,
+                               dry_run: bool) -> tuple[bool, set[str], float]:
+        """Delete the tags `name`'s retention policy does not keep (in a dry run, only
+        say which); whether the policy forgets untagged manifests, the tags gone, and
+        the cutoff it forgets them at."""
+        plan = await self._retention.plan(name, self._t0, cutoff)
+        if plan is None:
+            return False, set(), cutoff
+        gone = [s.tag for s in plan.delete]
+        if not dry_run:
+            gone = await self._retention.apply(name, plan)
+        report.retention_deleted_tags.extend(f"{name}:{tag}" for tag in gone)
+        report.retention_kept_immutable.extend(f"{name}:{tag}" for tag in plan.immutable)
+        if gone and not dry_run:
+            log.info("gc: retention policy %d deleted %d tags of %s", plan.policy, len(gone),
+                     name)
+        return plan.delete_untagged, set(gone), self._t0 - self.registry.retention.delay
+
+    async def _reachable(self, name: str, refs: dict[Digest, _Refs],
+                         gone: Collection[str] = ()) -> set[Digest]:
+        """What a tag reaches (but the tags in `gone`): the tagged manifests, their
+        children (each once: nested indexes are walked without repeats), and referrers
+        of anything reached."""
         pending = []
         for tag in await self.registry.tags.names(name):
+            if tag in gone:
+                continue
             target = await read_link(self.driver, paths.tag_link(name, tag))
             if target is not None:
                 pending.append(target)
@@ -309,6 +346,9 @@ class GarbageCollector:
                 report.cleaned += 1
         for name in self._repositories:
             report.cleaned += await self._clean_repository(name, cutoff)
+            if self.registry.pulls.enabled:
+                revisions = await list_digests(self.driver, paths.revisions(name))
+                report.cleaned += await self.registry.pulls.forget_missing(name, set(revisions))
         walked = set(self._repositories)
         repositories = self.registry.repositories
         for name in await repositories.names():

@@ -142,6 +142,7 @@ class ManifestStore:
                 "manifest digest does not match the reference",
                 detail={"expected": str(ref), "actual": str(digest)},
             )
+        await each(CHECKS_IN_FLIGHT, tags, lambda tag: self.tags.check_push(name, tag, digest))
         # What the push names is recorded as used *before* it is checked, and the manifest
         # becomes visible within the deadline: garbage collection's side of the protocol
         # (docs/gc.md) then never deletes what a check saw present.
@@ -219,7 +220,10 @@ class ManifestStore:
         if not await self.exists(name, ref):
             raise errors.ManifestUnknown(detail={"digest": reference})
         info, _ = await self._load(name, ref)
-        for tag in await self.tags.pointing_at(name, ref):
+        tags = await self.tags.pointing_at(name, ref)
+        for tag in tags:
+            self.tags.check_delete(name, tag)  # (an immutable tag keeps its manifest)
+        for tag in tags:
             await self.tags.forget(name, tag)
         await self.remove_revision(name, ref, info.subject)
 

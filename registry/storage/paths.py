@@ -14,6 +14,8 @@ filesystem or bucket that registry wrote can be served by Berth as it is:
     repositories/<name>/_referrers/<alg>/<hex>/<alg>/<hex>/link  subject -> referrer (Berth)
     repositories/<name>/_tags/<tag>                              the tag index (Berth)
     repositories/<name>/_tags.complete                           it holds every tag
+    repositories/<name>/_pulls/<alg>/<hex>    when a manifest was last pulled from <name>
+                                              (Berth; kept only for pull retention rules)
     _index/repositories/<name>!                                  the catalog index (Berth)
     _index/repositories.complete                                 it holds every repository
     _uses/<alg>/<hex>                     when a manifest push last named a digest (Berth)
@@ -43,7 +45,7 @@ OLD_CATALOG_INDEX = f"{ROOT}/_catalog"  # the first index (one directory per nam
 # A repository exists while it holds one of these (directories exist while they have content).
 REPOSITORY_MARKERS = ("_layers", "_manifests")
 # Directories below a repository that hold no upload sessions (a walk for them skips these).
-NOT_UPLOADS = ("_layers", "_manifests", "_referrers")
+NOT_UPLOADS = ("_layers", "_manifests", "_referrers", "_pulls")
 UPLOAD_FILES = ("data", "startedat")  # those whose times say when a session was last used
 
 
@@ -225,6 +227,15 @@ def upload_hashstate(name: str, upload_id: str, algorithm: str, offset: int) -> 
 def all_referrers(name: str) -> str:
     """The `_referrers/<alg>/<hex>/…` tree of a repository."""
     return f"{repository(name)}/_referrers"
+
+
+def pulls(name: str) -> str:
+    return f"{repository(name)}/_pulls"
+
+
+def pull_record(name: str, digest: Digest) -> str:
+    """When `digest` was last pulled from `name` (the object's time; it holds nothing)."""
+    return f"{pulls(name)}/{digest.algorithm}/{digest.hex}"
 
 
 def referrers(name: str, subject: Digest) -> str:

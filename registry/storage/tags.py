@@ -12,13 +12,15 @@ from client.oci.digest import Digest
 from .. import errors
 from . import paths
 from .drivers.base import PathNotFoundError, StorageDriver
+from .immutability import ImmutableTags
 from .index import FlatIndex, select_from
 from .links import link_exists, read_link, write_link
 
 
 class TagStore:
-    def __init__(self, driver: StorageDriver) -> None:
+    def __init__(self, driver: StorageDriver, immutable: ImmutableTags | None = None) -> None:
         self.driver = driver
+        self.immutable = immutable or ImmutableTags()
         self._indexes: dict[str, FlatIndex] = {}
 
     def _index(self, name: str) -> FlatIndex:
@@ -43,9 +45,28 @@ class TagStore:
         else:  # (a repository's first tag, or tags from before the index)
             await index.ensure(lambda: self._linked(name))
 
+    async def check_push(self, name: str, tag: str, digest: Digest) -> None:
+        """Refuse moving an immutable tag to another digest (one read, for such tags only)."""
+        rule = self.immutable.rule(name, tag)
+        if rule is None:
+            return
+        current = await read_link(self.driver, paths.tag_link(name, tag))
+        if current is not None and current != digest:
+            raise errors.Denied(
+                f"tag {tag} is immutable ({rule}): it names {current}, so {digest} cannot "
+                "be pushed to it", detail={"repository": name, "tag": tag,
+                                           "digest": str(current)})
+
+    def check_delete(self, name: str, tag: str) -> None:
+        rule = self.immutable.rule(name, tag)
+        if rule is not None:
+            raise errors.Denied(f"tag {tag} is immutable ({rule}): it cannot be deleted",
+                                detail={"repository": name, "tag": tag})
+
     async def delete(self, name: str, tag: str) -> None:
         if await read_link(self.driver, paths.tag_link(name, tag)) is None:
             raise errors.ManifestUnknown(detail={"tag": tag})
+        self.check_delete(name, tag)
         await self.forget(name, tag)
 
     async def forget(self, name: str, tag: str) -> None:
