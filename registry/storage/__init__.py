@@ -12,9 +12,11 @@ from .drivers.base import StorageDriver
 from .drivers.filesystem import FilesystemDriver
 from .examine import UrlPolicy
 from .manifests import ManifestStore
+from .quotas import Quotas
 from .repositories import RepositoryStore
 from .tags import TagStore
 from .uploads import UploadStore
+from .usage import UsageCounter
 from .uses import UseRecords
 
 
@@ -30,13 +32,15 @@ class Registry:
     repositories: RepositoryStore
     uses: UseRecords
     gc: GCSettings
+    usage: UsageCounter
 
     @classmethod
     def assemble(cls, driver: StorageDriver, config: Config) -> Registry:
         """The stores of every concept over one driver, set up as `config` says."""
         repositories = RepositoryStore(driver)
-        blobs = BlobStore(driver, repositories)
-        tags = TagStore(driver)
+        usage = UsageCounter(driver)
+        blobs = BlobStore(driver, repositories, usage, Quotas(driver, config.berth.quotas, usage))
+        tags = TagStore(driver, usage)
         uses = UseRecords(driver, config.berth.gc.grace)
         policy = config.validation.manifests.urls
         manifests = ManifestStore(
@@ -44,7 +48,7 @@ class Registry:
             max_bytes=config.berth.manifest_max_bytes, validate=not config.validation.disabled,
         )
         return cls(driver, blobs, UploadStore(driver, blobs), manifests, tags, repositories,
-                   uses, config.berth.gc)
+                   uses, config.berth.gc, usage)
 
     async def close(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, examine.shutdown)

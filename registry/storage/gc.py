@@ -109,6 +109,7 @@ class GarbageCollector:
         if not dry_run:
             await self._clean(report, t0)
             await self.registry.blobs.forget_run(self.run)
+            await self.registry.usage.recount(self._repositories)  # exact (docs/quotas.md)
         if report.repositories == 0:
             report.warnings.append(f"no repositories in {self.driver.location}")
         report.seconds = time.monotonic() - began

@@ -14,11 +14,14 @@ filesystem or bucket that registry wrote can be served by Berth as it is:
     repositories/<name>/_referrers/<alg>/<hex>/<alg>/<hex>/link  subject -> referrer (Berth)
     repositories/<name>/_tags/<tag>                              the tag index (Berth)
     repositories/<name>/_tags.complete                           it holds every tag
+    repositories/<name>/_usage/baseline         bytes and tags an exact recount found (Berth)
+    repositories/<name>/_usage/<epoch>/<process>  one process's changes since (Berth)
     _index/repositories/<name>!                                  the catalog index (Berth)
     _index/repositories.complete                                 it holds every repository
     _uses/<alg>/<hex>                     when a manifest push last named a digest (Berth)
     _gc/lease                             the latest collection's start (Berth)
     _gc/quarantine/<run>/<alg>/<hex>      blobs a collection set aside (Berth)
+    _usage/epoch                          the epoch usage changes are counted in (Berth)
 
 Link files hold the digest as text. Names under a repository that start with `_` are
 never repository-name components (the name grammar forbids a leading `_`).
@@ -41,7 +44,7 @@ OLD_CATALOG_INDEX = f"{ROOT}/_catalog"  # the first index (one directory per nam
 # A repository exists while it holds one of these (directories exist while they have content).
 REPOSITORY_MARKERS = ("_layers", "_manifests")
 # Directories below a repository that hold no upload sessions (a walk for them skips these).
-NOT_UPLOADS = ("_layers", "_manifests", "_referrers")
+NOT_UPLOADS = ("_layers", "_manifests", "_referrers", "_usage")
 UPLOAD_FILES = ("data", "startedat")  # those whose times say when a session was last used
 
 
@@ -75,6 +78,28 @@ USES = f"{ROOT}/_uses"
 GC = f"{ROOT}/_gc"
 GC_LEASE = f"{GC}/lease"
 QUARANTINE = f"{GC}/quarantine"
+
+
+USAGE_EPOCH = f"{ROOT}/_usage/epoch"
+
+
+def usage(name: str) -> str:
+    """A repository's usage counters: `baseline` and `<epoch>/<process>` deltas."""
+    return f"{repository(name)}/_usage"
+
+
+def usage_baseline(name: str) -> str:
+    return f"{usage(name)}/baseline"
+
+
+def usage_delta(name: str, epoch: int, process: str) -> str:
+    return f"{usage(name)}/{epoch}/{process}"
+
+
+def usage_epoch_of(listed: str) -> int | None:
+    """The epoch of a key listed below `usage(name)` when it is a delta, else None."""
+    epoch, slash, _ = listed.partition("/")
+    return int(epoch) if slash and epoch.isdigit() else None
 
 
 def use_record(digest: Digest) -> str:

@@ -13,12 +13,14 @@ from .. import errors
 from . import paths
 from .drivers.base import PathNotFoundError, StorageDriver
 from .index import FlatIndex, select_from
-from .links import read_link, write_link
+from .links import link_exists, read_link, write_link
+from .usage import UsageCounter
 
 
 class TagStore:
-    def __init__(self, driver: StorageDriver) -> None:
+    def __init__(self, driver: StorageDriver, usage: UsageCounter | None = None) -> None:
         self.driver = driver
+        self.usage = usage  # counts tags created and removed (docs/quotas.md)
         self._indexes: dict[str, FlatIndex] = {}
 
     def _index(self, name: str) -> FlatIndex:
@@ -36,7 +38,10 @@ class TagStore:
         return digest
 
     async def set(self, name: str, tag: str, digest: Digest) -> None:
+        new = await self._counted(name, tag, exists=False)
         await write_link(self.driver, paths.tag_link(name, tag), digest)
+        if new and self.usage is not None:
+            await self.usage.change(name, tags=1)
         index = self._index(name)
         if await index.is_complete():
             await index.add(tag)
@@ -50,8 +55,16 @@ class TagStore:
 
     async def forget(self, name: str, tag: str) -> None:
         """Remove a tag: from the index first, so a listed tag always resolves."""
+        existed = await self._counted(name, tag, exists=True)
         await self._index(name).remove(tag)
         await self.driver.delete(paths.tag(name, tag))
+        if existed and self.usage is not None:
+            await self.usage.change(name, tags=-1)
+
+    async def _counted(self, name: str, tag: str, exists: bool) -> bool:
+        """Whether usage is counted and the tag's link is there (`exists`) or not."""
+        return self.usage is not None and await link_exists(
+            self.driver, paths.tag_link(name, tag)) == exists
 
     async def names(self, name: str) -> list[str]:
         """All tags of a repository in lexical (byte) order."""

@@ -242,6 +242,12 @@ class UploadStore:
             raise errors.DigestInvalid(
                 detail={"expected": str(digest), "actual": str(actual)}
             )
+        if self.blobs.quotas is not None:  # refused: nothing of it becomes visible
+            try:
+                await self.blobs.quotas.admit_blob(name, digest, state.offset)
+            except errors.Denied:
+                await self._remove(name, upload_id)
+                raise
         if await self.blobs.size(digest) is None:
             if state.offset == 0:  # nothing was ever written: there may be no data file
                 await self.blobs.put(b"", digest)
@@ -249,7 +255,7 @@ class UploadStore:
                 await self.driver.move(
                     paths.upload_data(name, upload_id), paths.blob_data(digest)
                 )
-        await self.blobs.link(name, digest)
+        await self.blobs.link(name, digest, state.offset)
         await self._remove(name, upload_id)
         return state.offset
 
