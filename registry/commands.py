@@ -1,4 +1,4 @@
-"""The registry's `berth` commands: `serve` and `gc`.
+"""The registry's `berth` commands: `serve`, `gc` and `du`.
 
 The `berth` entry point (client/cli.py) finds them through the `berth.commands` entry
 points in pyproject.toml, so the client never imports the registry. Failures are one line
@@ -96,3 +96,50 @@ def gc(config_file: str | None, root: str | None, dry_run: bool,
         click.echo(json.dumps(dataclasses.asdict(report), indent=2))
         return
     click.echo(("would have: " if dry_run else "") + report.summary())
+
+
+@click.command()
+@config_option
+@root_option
+@click.argument("repositories", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="print exact bytes as JSON")
+def du(config_file: str | None, root: str | None, repositories: tuple[str, ...],
+       as_json: bool) -> None:
+    """Per repository: logical, unique and shared size (a walk of storage; docs/quotas.md)."""
+    from .storage.du import DiskUsage, disk_usage
+    from .storage.quotas import format_size
+
+    config = _config(config_file, **{"storage.filesystem.rootdirectory": root})
+
+    async def run() -> DiskUsage | str:
+        from .storage import open_registry
+
+        registry = open_registry(config)
+        try:
+            names = await registry.repositories.walk_names()
+            missing = [r for r in repositories if r not in names]
+            if missing:
+                return f"no repository {missing[0]} in {registry.driver.location}"
+            return await disk_usage(registry.driver, names, list(repositories) or None,
+                                    registry.usage)
+        finally:
+            await registry.close()
+
+    report = asyncio.run(run())
+    if isinstance(report, str):
+        click.echo(f"berth: error: {report}", err=True)
+        sys.exit(1)
+    if as_json:
+        click.echo(json.dumps(dataclasses.asdict(report), indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("repository", "logical", "unique", "shared", "blobs", "tags",
+                  "counted (quotas)", box=None)
+    for row in report.repositories:
+        table.add_row(row.name, *map(format_size, (row.logical, row.unique, row.shared)),
+                      str(row.blobs), str(row.tags), format_size(row.counted_bytes))
+    table.add_row("total (stored once)", format_size(report.total), "", "",
+                  str(report.total_blobs), "", "", style="bold")
+    Console().print(table)
