@@ -135,11 +135,14 @@ def du(config_file: str | None, root: str | None, repositories: tuple[str, ...],
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("repository", "logical", "unique", "shared", "blobs", "tags",
-                  "counted (quotas)", box=None)
+    table = Table(box=None)
+    table.add_column("repository", no_wrap=True)
+    for heading in ("logical", "unique", "shared", "blobs", "tags", "counted (quotas)"):
+        table.add_column(heading, justify="right", no_wrap=True)
     for row in report.repositories:
         table.add_row(row.name, *map(format_size, (row.logical, row.unique, row.shared)),
                       str(row.blobs), str(row.tags), format_size(row.counted_bytes))
     table.add_row("total (stored once)", format_size(report.total), "", "",
                   str(report.total_blobs), "", "", style="bold")
-    Console().print(table)
+    # (piped: as wide as it needs, never wrapped)
+    Console(width=None if sys.stdout.isatty() else 1000).print(table)
