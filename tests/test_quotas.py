@@ -3,16 +3,24 @@ every driver; usage kept by deltas, exact after a GC recount; two processes on o
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
 import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+
+from client.oci.digest import Digest
+from registry.config import load_config
+from registry.storage import Registry
+from registry.storage.drivers.filesystem import FilesystemDriver
+from registry.storage.usage import Usage
 
 from .conftest import MakeBerth, s3_config
 from .helpers import digest, error_code, image, push_blob, put_manifest
@@ -283,3 +291,44 @@ def test_two_processes_on_one_root(tmp_path: Path) -> None:
     finally:
         for server in servers:
             server.stop()
+
+
+class _Watched(FilesystemDriver):
+    """Says when a recount has written a baseline (its walk of that repository is over)."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root, fsync=False)
+        self.baseline_written = asyncio.Event()
+
+    async def put(self, path: str, data: bytes) -> None:
+        await super().put(path, data)
+        if path.endswith("/_usage/baseline"):
+            self.baseline_written.set()
+
+
+async def _body(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+async def test_a_push_racing_a_recount_is_counted(tmp_path: Path) -> None:
+    """A process that read the epoch just before a recount began links a blob after the
+    recount walked the repository: its change must count in the new epoch (the recount
+    waits out the time a process trusts an epoch), not in the old one that the new
+    baseline makes void."""
+    config = load_config(None, {}, environ={})
+    root = tmp_path / "root"
+    pusher = Registry.assemble(FilesystemDriver(root, fsync=False), config)
+    collector_driver = _Watched(root)
+    collector = Registry.assemble(collector_driver, config)
+    try:
+        first, late = os.urandom(700), os.urandom(300)
+        await pusher.uploads.upload("app", Digest.parse(digest(first)), _body(first))
+        assert await pusher.usage.epoch() == 0  # read, and trusted for a while
+        recount = asyncio.ensure_future(collector.usage.recount(["app"]))
+        await collector_driver.baseline_written.wait()
+        await pusher.uploads.upload("app", Digest.parse(digest(late)), _body(late))
+        assert (await recount)["app"] == Usage(700, 0)
+        assert await collector.usage.read("app") == Usage(1000, 0)
+    finally:
+        await pusher.close()
+        await collector.close()
