@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from .conftest import MakeBerth
-from .helpers import DOCKER_FOREIGN, descriptor, image, push_blob, put_manifest
+from .helpers import DOCKER_FOREIGN, descriptor, digest, image, push_blob, put_manifest
 from .servers import ROOT, BerthServer
 from .test_quotas import ON_DISK, command, storage
 
@@ -67,6 +67,13 @@ def test_du_of_repositories_sharing_layers(make_berth: MakeBerth, driver: str,
     assert requests.delete(f"{url}/v2/orphan/blobs/{orphan}").status_code == 202
     assert [r["name"] for r in command(server, "du")["repositories"]] == [
         "team/a", "team/b", "win"]
+
+    # a layer link deleted while a manifest still names the blob: held (logical), though
+    # the quotas, which count links, no longer charge for it
+    assert requests.delete(f"{url}/v2/team/a/blobs/{digest(only_a)}").status_code == 202
+    row = command(server, "du", "team/a")["repositories"][0]
+    assert (row["logical"], row["counted_bytes"]) == (5000 + config + len(a),
+                                                      4000 + config + len(a))
 
     table = du(server)
     assert table.returncode == 0, table.stderr

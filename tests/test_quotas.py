@@ -65,6 +65,25 @@ def walked(server: BerthServer, repo: str) -> tuple[int, int]:
     return row["logical"], row["tags"]
 
 
+def write_delta(server: BerthServer, driver: str, request: pytest.FixtureRequest, repo: str,
+                epoch: int, delta: dict[str, int]) -> None:
+    """A delta object as another process (one that stopped) would have left it."""
+    key = f"docker/registry/v2/repositories/{repo}/_usage/{epoch}/elsewhere"
+    data = json.dumps(delta).encode()
+    if driver == "filesystem":
+        (server.root / key).parent.mkdir(parents=True, exist_ok=True)
+        (server.root / key).write_bytes(data)
+        return
+    import boto3
+
+    endpoint = request.getfixturevalue("moto_s3")
+    boto3.client("s3", endpoint_url=endpoint.url, region_name=endpoint.region,
+                 aws_access_key_id=endpoint.access_key,
+                 aws_secret_access_key=endpoint.secret_key).put_object(
+        Bucket=endpoint.bucket, Body=data,
+        Key=f"{server.config['storage']['s3']['rootdirectory']}/{key}")
+
+
 def denied(response: requests.Response) -> str:
     assert response.status_code == 403, response.text
     assert error_code(response) == "DENIED"
@@ -208,22 +227,12 @@ def test_usage_follows_pushes_and_deletes_and_gc_recounts_it(
     # the counters drift; a collection's recount makes them exact again
     requests.post(f"{url}/v2/t/app/blobs/uploads/", params={"digest": digest(b"late")},
                   data=b"late")
-    drift = json.dumps({"bytes": 12345, "tags": 3}).encode()
-    if driver == "filesystem":
-        stray = server.root / "docker/registry/v2/repositories/t/app/_usage/0/crashed"
-        stray.parent.mkdir(parents=True, exist_ok=True)
-        stray.write_bytes(drift)
-    else:
-        endpoint = request.getfixturevalue("moto_s3")
-        import boto3
-        prefix = server.config["storage"]["s3"]["rootdirectory"]
-        boto3.client("s3", endpoint_url=endpoint.url, region_name=endpoint.region,
-                     aws_access_key_id=endpoint.access_key,
-                     aws_secret_access_key=endpoint.secret_key).put_object(
-            Bucket=endpoint.bucket, Body=drift,
-            Key=f"{prefix}/docker/registry/v2/repositories/t/app/_usage/0/crashed")
+    write_delta(server, driver, request, "t/app", 0, {"bytes": 12345, "tags": 3})
     assert counted(server, "t/app") == (1500 + config + 4 + 12345, 3)
     command(server, "gc")  # the default grace keeps every blob: a recount only
+    assert counted(server, "t/app") == (1500 + config + 4, 0)
+    # a delta of the old epoch written late (by a process slow to write it) is void
+    write_delta(server, driver, request, "t/app", 0, {"bytes": 999, "tags": 1})
     assert counted(server, "t/app") == (1500 + config + 4, 0)
     # and counting goes on from the new baseline
     push_blob(url, "t/app", b"after")
