@@ -341,3 +341,31 @@ async def test_a_push_racing_a_recount_is_counted(tmp_path: Path) -> None:
     finally:
         await pusher.close()
         await collector.close()
+
+
+@pytest.mark.parametrize(("given", "size"), [
+    (512, 512), ("512", 512), ("100MB", 100_000_000), ("10GiB", 10 * 1024**3),
+    ("1.5 TiB", int(1.5 * 1024**4)), ("2k", 2048), ("3kB", 3000), ("7 B", 7)])
+def test_quota_sizes(given: object, size: int) -> None:
+    config = load_config(None, {"berth.quotas": [{"repositories": "*", "maxbytes": given}]},
+                         environ={})
+    assert config.berth.quotas[0].maxbytes == size
+
+
+@pytest.mark.parametrize(("rules", "message"), [
+    ([{"repositories": "team/**", "maxbytes": "ten"}],
+     "berth.quotas.0.maxbytes: not a size: 'ten' (use e.g. 500MB, 10GiB, or bytes)"),
+    ([{"repositories": "a", "maxtags": 1}, {"repositories": "team/**"}],
+     "berth.quotas.1: the rule for 'team/**' sets neither maxbytes nor maxtags"),
+    ([{"repositories": "a", "maxtags": -1}],
+     "berth.quotas.0.maxtags: Input should be greater than or equal to 0"),
+    ([{"repositories": "a", "maxbytes": 5, "maxsize": 1}], "berth.quotas.0.maxsize: unknown key"),
+])
+def test_bad_quota_rules_stop_the_server(tmp_path: Path, rules: list[dict[str, Any]],
+                                         message: str) -> None:
+    config = tmp_path / "config.yml"
+    config.write_text(json.dumps({"berth": {"quotas": rules}}))
+    result = subprocess.run([sys.executable, "-m", "client.cli", "serve", "--config",
+                             str(config)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr == f"berth: config error: {config}: {message}\n"
