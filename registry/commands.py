@@ -129,6 +129,9 @@ def du(config_file: str | None, root: str | None, repositories: tuple[str, ...],
     if isinstance(report, str):
         click.echo(f"berth: error: {report}", err=True)
         sys.exit(1)
+    if not report.repositories and not report.total_blobs:
+        click.echo("berth: warning: no repositories (and no blobs) there: is that the "
+                   "registry's storage root?", err=True)
     if as_json:
         click.echo(json.dumps(dataclasses.asdict(report), indent=2))
         return

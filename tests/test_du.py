@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import requests
@@ -89,3 +90,15 @@ def test_du_refuses_an_unknown_repository(make_berth: MakeBerth) -> None:
     assert result.returncode == 1
     assert result.stderr == f"berth: error: no repository not/there in {server.root}\n"
     assert result.stdout == ""
+
+
+def test_du_of_a_root_without_repositories_warns(tmp_path: Path) -> None:
+    wrong = tmp_path / "not-the-registry"
+    result = subprocess.run(
+        [sys.executable, "-c", "from registry.commands import du; du()", "--root", str(wrong),
+         "--json"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"repositories": [], "total": 0, "total_blobs": 0}
+    assert result.stderr == ("berth: warning: no repositories (and no blobs) there: is that "
+                             "the registry's storage root?\n")
+    assert not wrong.exists()  # and looking wrote nothing there
