@@ -1,4 +1,4 @@
-"""The registry's `berth` commands: `serve`, `gc` and `fsck`.
+"""The registry's `berth` commands: `serve`, `gc`, `fsck` and `du`.
 
 The `berth` entry point (client/cli.py) finds them through the `berth.commands` entry
 points in pyproject.toml, so the client never imports the registry. Failures are one line
@@ -207,3 +207,57 @@ class _ByteProgress:
 
     def advance(self, done_bytes: int) -> None:
         self._bar.advance(self._task, done_bytes)
+
+
+@click.command()
+@config_option
+@root_option
+@click.argument("repositories", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="print exact bytes as JSON")
+def du(config_file: str | None, root: str | None, repositories: tuple[str, ...],
+       as_json: bool) -> None:
+    """Per repository: logical, unique and shared size (a walk of storage; docs/quotas.md)."""
+    from .storage.du import DiskUsage, disk_usage
+    from .storage.quotas import format_size
+
+    config = _config(config_file, **{"storage.filesystem.rootdirectory": root})
+
+    async def run() -> DiskUsage | str:
+        from .storage import open_registry
+
+        registry = open_registry(config)
+        try:
+            names = await registry.repositories.walk_names()
+            missing = [r for r in repositories if r not in names]
+            if missing:
+                return f"no repository {missing[0]} in {registry.driver.location}"
+            return await disk_usage(registry.driver, names, list(repositories) or None,
+                                    registry.usage)
+        finally:
+            await registry.close()
+
+    report = asyncio.run(run())
+    if isinstance(report, str):
+        click.echo(f"berth: error: {report}", err=True)
+        sys.exit(1)
+    if not report.repositories and not report.total_blobs:
+        click.echo("berth: warning: no repositories (and no blobs) there: is that the "
+                   "registry's storage root?", err=True)
+    if as_json:
+        click.echo(json.dumps(dataclasses.asdict(report), indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None)
+    table.add_column("repository", no_wrap=True)
+    for heading in ("logical", "unique", "shared", "blobs", "tags", "counted (quotas)"):
+        table.add_column(heading, justify="right", no_wrap=True)
+    for row in report.repositories:
+        table.add_row(row.name, *map(format_size, (row.logical, row.unique, row.shared)),
+                      str(row.blobs), str(row.tags),
+                      "-" if row.counted_bytes is None else format_size(row.counted_bytes))
+    table.add_row("total (stored once)", format_size(report.total), "", "",
+                  str(report.total_blobs), "", "", style="bold")
+    # (piped: as wide as it needs, never wrapped)
+    Console(width=None if sys.stdout.isatty() else 1000).print(table)

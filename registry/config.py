@@ -41,6 +41,21 @@ Ignored = Annotated[Any, _Ignored()]
 _SECONDS = re.compile(r"\d+(?:\.\d+)?")  # a plain number: seconds
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgtp]i?b?|b)?", re.IGNORECASE)
+
+
+def parse_size(value: Any) -> int:
+    """Bytes from a number or a string with a unit: `512`, `100MB` (powers of 1000),
+    `10GiB` (powers of 1024), `1.5 TiB`; `k`, `M`, `G`… alone are binary, as in `ls -h`."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value >= 0:
+            return value
+    elif isinstance(value, str) and (match := _SIZE.fullmatch(value.strip())):
+        number, unit = float(match[1]), (match[2] or "b").lower()
+        binary = unit == "b" or "i" in unit or len(unit) == 1
+        power = "bkmgtp".index(unit[0])
+        return int(number * (1024 if binary else 1000) ** power)
+    raise ValueError(f"not a size: {value!r} (use e.g. 500MB, 10GiB, or bytes)")
 
 
 class ConfigError(ValueError):
@@ -492,6 +507,23 @@ class ImmutableTagRule(Section):
     tags: Annotated[tuple[Regex, ...], AfterValidator(_listed)]
 
 
+class QuotaRule(Section):
+    """A quota for the repositories a pattern matches (docs/quotas.md)."""
+
+    repositories: Glob  # as in retention rules: "team/*", "prod/**"
+    maxbytes: int | None = None  # stored bytes, each blob once per repository
+    maxtags: int | None = Field(None, ge=0)
+
+    _sizes = field_validator("maxbytes", mode="before")(parse_size)
+
+    @model_validator(mode="after")
+    def _limits(self) -> QuotaRule:
+        if self.maxbytes is None and self.maxtags is None:
+            raise ValueError(f"the rule for {self.repositories!r} sets neither maxbytes "
+                             "nor maxtags")
+        return self
+
+
 class BerthSettings(Section):
     """Settings with no counterpart in distribution's config."""
 
@@ -499,6 +531,9 @@ class BerthSettings(Section):
     scrub: ScrubSettings = ScrubSettings()
     retention: RetentionSettings = RetentionSettings()
     immutabletags: tuple[ImmutableTagRule, ...] = ()
+
+
+    quotas: tuple[QuotaRule, ...] = ()  # the first rule whose pattern matches applies
 
     manifest_max_bytes: int = Field(4 * MiB, ge=1024)
     # Advertised to clients as OCI-Chunk-Min-Length (a hint: smaller chunks still work).

@@ -17,9 +17,11 @@ from .immutability import ImmutableTags
 from .manifests import ManifestStore
 from .metered import MeteredDriver
 from .pulls import PullRecords
+from .quotas import Quotas
 from .repositories import RepositoryStore
 from .tags import TagStore
 from .uploads import UploadStore
+from .usage import UsageCounter
 from .uses import UseRecords
 
 
@@ -35,6 +37,8 @@ class Registry:
     repositories: RepositoryStore
     uses: UseRecords
     gc: GCSettings
+    # per-repository usage, kept only while quotas are configured (docs/quotas.md)
+    usage: UsageCounter | None
     pulls: PullRecords
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     # storage.maintenance.readonly: the API refuses writes and background writers pause
@@ -45,16 +49,19 @@ class Registry:
     def assemble(cls, driver: StorageDriver, config: Config) -> Registry:
         """The stores of every concept over one driver, set up as `config` says."""
         repositories = RepositoryStore(driver)
+        # usage is counted only for quotas: without them a push pays nothing for it
+        usage = UsageCounter(driver) if config.berth.quotas else None
+        quotas = Quotas(driver, config.berth.quotas, usage) if usage is not None else None
         uses = UseRecords(driver, config.berth.gc.grace)
-        blobs = BlobStore(driver, repositories, uses)
-        tags = TagStore(driver, ImmutableTags(config.berth.immutabletags))
+        blobs = BlobStore(driver, repositories, uses, usage, quotas)
+        tags = TagStore(driver, ImmutableTags(config.berth.immutabletags), usage)
         policy = config.validation.manifests.urls
         manifests = ManifestStore(
             driver, blobs, tags, uses, UrlPolicy(policy.allow, policy.deny),
             max_bytes=config.berth.manifest_max_bytes, validate=not config.validation.disabled,
         )
         return cls(driver, blobs, UploadStore(driver, blobs), manifests, tags, repositories,
-                   uses, config.berth.gc,
+                   uses, config.berth.gc, usage,
                    PullRecords(driver, config.berth.retention.records_pulls),
                    config.berth.retention, config.storage.maintenance.readonly.enabled)
 

@@ -17,7 +17,9 @@ from .. import errors
 from . import paths
 from .drivers.base import PathNotFoundError, StorageDriver
 from .links import delete_link, link_exists, write_link
+from .quotas import Quotas
 from .repositories import RepositoryStore
+from .usage import UsageCounter, held
 from .uses import UseRecords
 
 
@@ -45,10 +47,12 @@ class BlobContent:
 
 class BlobStore:
     def __init__(self, driver: StorageDriver, repositories: RepositoryStore,
-                 uses: UseRecords) -> None:
+                 uses: UseRecords, usage: UsageCounter | None = None,
+                 quotas: Quotas | None = None) -> None:
         self.driver = driver
         self.repositories = repositories
         self.uses = uses
+        self.usage, self.quotas = usage, quotas  # (docs/quotas.md)
 
     async def size(self, digest: Digest) -> int | None:
         """Size of the stored blob, or None when the registry does not hold it."""
@@ -150,14 +154,37 @@ class BlobStore:
         if await self.size(digest) is None:
             await self.driver.put(paths.blob_data(digest), data)
 
-    async def link(self, name: str, digest: Digest) -> None:
+    async def link(self, name: str, digest: Digest, size: int | None = None) -> None:
         await self.repositories.register(name)
+        new = await self.is_new(name, digest)
         await write_link(self.driver, paths.layer_link(name, digest), digest)
+        if new:
+            await self.count(name, digest, size)
 
     async def unlink(self, name: str, digest: Digest) -> None:
         if not await self.linked(name, digest):
             raise errors.BlobUnknown(detail={"digest": str(digest)})
         await delete_link(self.driver, paths.layer_link(name, digest))
+        await self.uncount(name, digest)
+
+    # -- usage (docs/quotas.md): only links that are new, or the last of a blob, count --
+
+    async def is_new(self, name: str, digest: Digest) -> bool:
+        """Whether linking `digest` into `name` would add it (asked before the write)."""
+        return self.usage is not None and not await held(self.driver, name, digest)
+
+    async def count(self, name: str, digest: Digest, size: int | None = None) -> None:
+        """Count a blob just linked into `name` that `is_new` said was new."""
+        if self.usage is not None:
+            await self.usage.change(name, size if size is not None else await self._size(digest))
+
+    async def uncount(self, name: str, digest: Digest) -> None:
+        """After a link was removed: the blob no longer counts if `name` holds it no more."""
+        if self.usage is not None and not await held(self.driver, name, digest):
+            await self.usage.change(name, -await self._size(digest))
+
+    async def _size(self, digest: Digest) -> int:
+        return await self.size(digest) or 0
 
     async def mount(self, name: str, digest: Digest, source: str | None) -> int | None:
         """Link a blob into `name` from `source` (or from anywhere when None).
@@ -170,5 +197,7 @@ class BlobStore:
         size = await self.size(digest)
         if size is None:
             return None
-        await self.link(name, digest)
+        if self.quotas is not None:
+            await self.quotas.admit_blob(name, digest, size)
+        await self.link(name, digest, size)
         return size

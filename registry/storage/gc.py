@@ -122,6 +122,8 @@ class GarbageCollector:
         await self._sweep(marked, report, cutoff, dry_run)
         if not dry_run:
             await self._clean(report, cutoff)
+            if self.registry.usage is not None:
+                await self.registry.usage.recount(self._repositories)  # exact (quotas.md)
         if report.repositories == 0:
             report.warnings.append(f"no repositories in {self.driver.location}")
         report.seconds = time.monotonic() - began

@@ -149,6 +149,8 @@ class ManifestStore:
         started = time.monotonic()
         await self.uses.record([digest, *(r.digest for r in (*examined.blobs,
                                                               *examined.children))])
+        if self.blobs.quotas is not None:  # (docs/quotas.md)
+            await self.blobs.quotas.admit_manifest(name, digest, len(data), examined.blobs, tags)
         if self.validate:
             await each(CHECKS_IN_FLIGHT, examined.blobs, lambda r: self._check_blob(name, r))
             await each(CHECKS_IN_FLIGHT, examined.children,
@@ -162,7 +164,10 @@ class ManifestStore:
             raise errors.Unavailable(
                 f"the manifest push took over {self.uses.push_deadline:g}s (half the garbage "
                 "collection grace period); nothing was published: push it again")
+        new = await self.blobs.is_new(name, digest)
         await write_link(self.driver, paths.revision_link(name, digest), digest)
+        if new:
+            await self.blobs.count(name, digest, len(data))
         if info.subject is not None:
             await write_link(
                 self.driver, paths.referrer_link(name, info.subject, digest), digest
@@ -232,6 +237,7 @@ class ManifestStore:
         if subject is not None:
             await delete_link(self.driver, paths.referrer_link(name, subject, digest))
         await delete_link(self.driver, paths.revision_link(name, digest))
+        await self.blobs.uncount(name, digest)
 
     # -- referrers ----------------------------------------------------------------
 

@@ -16,6 +16,8 @@ filesystem or bucket that registry wrote can be served by Berth as it is:
     repositories/<name>/_tags.complete                           it holds every tag
     repositories/<name>/_pulls/<alg>/<hex>    when a manifest was last pulled from <name>
                                               (Berth; kept only for pull retention rules)
+    repositories/<name>/_usage/baseline         bytes and tags an exact recount found (Berth)
+    repositories/<name>/_usage/<epoch>/<process>  one process's changes since (Berth)
     _index/repositories/<name>!                                  the catalog index (Berth)
     _index/repositories.complete                                 it holds every repository
     _uses/<alg>/<hex>                     when a manifest push last named a digest (Berth)
@@ -23,6 +25,7 @@ filesystem or bucket that registry wrote can be served by Berth as it is:
     _gc/quarantine/<run>/<alg>/<hex>      blobs a collection set aside (Berth)
     _health/probe                         written by readiness checks (Berth)
     _fsck/quarantine/<alg>/<hex>          corrupt blob data fsck moved aside (Berth)
+    _usage/epoch                          the epoch usage changes are counted in (Berth)
 
 Link files hold the digest as text. Names under a repository that start with `_` are
 never repository-name components (the name grammar forbids a leading `_`).
@@ -45,7 +48,7 @@ OLD_CATALOG_INDEX = f"{ROOT}/_catalog"  # the first index (one directory per nam
 # A repository exists while it holds one of these (directories exist while they have content).
 REPOSITORY_MARKERS = ("_layers", "_manifests")
 # Directories below a repository that hold no upload sessions (a walk for them skips these).
-NOT_UPLOADS = ("_layers", "_manifests", "_referrers", "_pulls")
+NOT_UPLOADS = ("_layers", "_manifests", "_referrers", "_pulls", "_usage")
 UPLOAD_FILES = ("data", "startedat")  # those whose times say when a session was last used
 
 
@@ -89,6 +92,28 @@ def fsck_quarantined(digest: Digest) -> str:
     """Where `berth fsck --repair` moves blob data that does not hash to its digest (kept
     for inspection; never read by the registry)."""
     return f"{FSCK_QUARANTINE}/{digest.algorithm}/{digest.hex}"
+
+
+USAGE_EPOCH = f"{ROOT}/_usage/epoch"
+
+
+def usage(name: str) -> str:
+    """A repository's usage counters: `baseline` and `<epoch>/<process>` deltas."""
+    return f"{repository(name)}/_usage"
+
+
+def usage_baseline(name: str) -> str:
+    return f"{usage(name)}/baseline"
+
+
+def usage_delta(name: str, epoch: int, process: str) -> str:
+    return f"{usage(name)}/{epoch}/{process}"
+
+
+def usage_epoch_of(listed: str) -> int | None:
+    """The epoch of a key listed below `usage(name)` when it is a delta, else None."""
+    epoch, slash, _ = listed.partition("/")
+    return int(epoch) if slash and epoch.isdigit() else None
 
 
 def use_record(digest: Digest) -> str:

@@ -15,12 +15,15 @@ from .drivers.base import PathNotFoundError, StorageDriver
 from .immutability import ImmutableTags
 from .index import FlatIndex, select_from
 from .links import link_exists, read_link, write_link
+from .usage import UsageCounter
 
 
 class TagStore:
-    def __init__(self, driver: StorageDriver, immutable: ImmutableTags | None = None) -> None:
+    def __init__(self, driver: StorageDriver, immutable: ImmutableTags | None = None,
+                 usage: UsageCounter | None = None) -> None:
         self.driver = driver
         self.immutable = immutable or ImmutableTags()
+        self.usage = usage  # counts tags created and removed (docs/quotas.md)
         self._indexes: dict[str, FlatIndex] = {}
 
     def _index(self, name: str) -> FlatIndex:
@@ -38,7 +41,10 @@ class TagStore:
         return digest
 
     async def set(self, name: str, tag: str, digest: Digest) -> None:
+        new = await self._counted(name, tag, exists=False)
         await write_link(self.driver, paths.tag_link(name, tag), digest)
+        if new and self.usage is not None:
+            await self.usage.change(name, tags=1)
         index = self._index(name)
         if await index.is_complete():
             await index.add(tag)
@@ -71,8 +77,16 @@ class TagStore:
 
     async def forget(self, name: str, tag: str) -> None:
         """Remove a tag: from the index first, so a listed tag always resolves."""
+        existed = await self._counted(name, tag, exists=True)
         await self._index(name).remove(tag)
         await self.driver.delete(paths.tag(name, tag))
+        if existed and self.usage is not None:
+            await self.usage.change(name, tags=-1)
+
+    async def _counted(self, name: str, tag: str, exists: bool) -> bool:
+        """Whether usage is counted and the tag's link is there (`exists`) or not."""
+        return self.usage is not None and await link_exists(
+            self.driver, paths.tag_link(name, tag)) == exists
 
     async def drop_unlinked(self, name: str, cutoff: float) -> int:
         """Remove index entries older than `cutoff` whose tag link is gone (a delete that

@@ -245,6 +245,12 @@ class UploadStore:
         # Named before the check, as by a manifest push: a collection that sets an old copy
         # aside meanwhile puts it back (docs/gc.md).
         await self.blobs.uses.record([digest])
+        if self.blobs.quotas is not None:  # refused: nothing of it becomes visible
+            try:
+                await self.blobs.quotas.admit_blob(name, digest, state.offset)
+            except errors.Denied:
+                await self._remove(name, upload_id)
+                raise
         if await self.blobs.size(digest) is None:
             if state.offset == 0:  # nothing was ever written: there may be no data file
                 await self.blobs.put(b"", digest)
@@ -252,7 +258,7 @@ class UploadStore:
                 await self.driver.move(
                     paths.upload_data(name, upload_id), paths.blob_data(digest)
                 )
-        await self.blobs.link(name, digest)
+        await self.blobs.link(name, digest, state.offset)
         await self._remove(name, upload_id)
         return state.offset
 
