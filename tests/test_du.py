@@ -28,7 +28,9 @@ def du(server: BerthServer, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize("driver", ON_DISK)
 def test_du_of_repositories_sharing_layers(make_berth: MakeBerth, driver: str,
                                            request: pytest.FixtureRequest) -> None:
-    server = make_berth(storage(driver, request))
+    # (with a quota, so that the usage the quotas count is shown beside the walk's)
+    server = make_berth({**storage(driver, request),
+                         "berth": {"quotas": [{"repositories": "**", "maxbytes": "1TiB"}]}})
     url = server.url
     base, only_a, only_b = os.urandom(4000), os.urandom(1000), os.urandom(300)
     a = image(url, "team/a", layers=[base, only_a])

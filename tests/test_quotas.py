@@ -200,10 +200,13 @@ def test_pushing_the_same_image_again_at_the_byte_limit(make_berth: MakeBerth, d
                          params={"digest": digest(b"1")}, data=b"1"))
 
 
+COUNTED = {"repositories": "**", "maxbytes": "1TiB"}  # usage is kept only with quotas
+
+
 @pytest.mark.parametrize("driver", ON_DISK)
 def test_usage_follows_pushes_and_deletes_and_gc_recounts_it(
         make_berth: MakeBerth, driver: str, request: pytest.FixtureRequest) -> None:
-    server = make_berth(storage(driver, request))
+    server = make_berth(with_quotas(driver, request, COUNTED))
     url = server.url
     base, own = os.urandom(1500), os.urandom(700)
     manifest = image(url, "t/app", layers=[base, own])
@@ -241,7 +244,7 @@ def test_usage_follows_pushes_and_deletes_and_gc_recounts_it(
 
 
 def test_gc_deletions_are_recounted(make_berth: MakeBerth) -> None:
-    server = make_berth()
+    server = make_berth({"berth": {"quotas": [COUNTED]}})
     kept = image(server.url, "t/app", layers=[b"kept"])
     put_manifest(server.url, "t/app", "v1", kept)
     push_blob(server.url, "t/app", b"never referenced")
@@ -324,7 +327,7 @@ async def test_a_push_racing_a_recount_is_counted(tmp_path: Path) -> None:
     recount walked the repository: its change must count in the new epoch (the recount
     waits out the time a process trusts an epoch), not in the old one that the new
     baseline makes void."""
-    config = load_config(None, {}, environ={})
+    config = load_config(None, {"berth.quotas": [COUNTED]}, environ={})
     root = tmp_path / "root"
     pusher = Registry.assemble(FilesystemDriver(root, fsync=False), config)
     collector_driver = _Watched(root)
@@ -354,12 +357,12 @@ def test_quota_sizes(given: object, size: int) -> None:
 
 @pytest.mark.parametrize(("rules", "message"), [
     ([{"repositories": "team/**", "maxbytes": "ten"}],
-     "berth.quotas.0.maxbytes: not a size: 'ten' (use e.g. 500MB, 10GiB, or bytes)"),
+     "berth.quotas[0].maxbytes: not a size: 'ten' (use e.g. 500MB, 10GiB, or bytes)"),
     ([{"repositories": "a", "maxtags": 1}, {"repositories": "team/**"}],
-     "berth.quotas.1: the rule for 'team/**' sets neither maxbytes nor maxtags"),
+     "berth.quotas[1]: the rule for 'team/**' sets neither maxbytes nor maxtags"),
     ([{"repositories": "a", "maxtags": -1}],
-     "berth.quotas.0.maxtags: Input should be greater than or equal to 0"),
-    ([{"repositories": "a", "maxbytes": 5, "maxsize": 1}], "berth.quotas.0.maxsize: unknown key"),
+     "berth.quotas[0].maxtags: Input should be greater than or equal to 0"),
+    ([{"repositories": "a", "maxbytes": 5, "maxsize": 1}], "berth.quotas[0].maxsize: unknown key"),
 ])
 def test_bad_quota_rules_stop_the_server(tmp_path: Path, rules: list[dict[str, Any]],
                                          message: str) -> None:
