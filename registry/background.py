@@ -134,7 +134,11 @@ async def scheduled_scrub(app: web.Application) -> AsyncIterator[None]:
                 report = await Checker(app[REGISTRY], rate=settings.rate).check()
             except Exception:
                 log.exception("scrub failed")
+                metrics.SCRUB_RUNS.labels("failed").inc()
                 continue
+            metrics.SCRUB_RUNS.labels("done").inc()
+            metrics.SCRUB_PROBLEMS.set(len(report.problems))
+            metrics.SCRUB_BYTES.inc(report.bytes)
             log_problems(report, "scrub")
             log.log(logging.WARNING if report.problems else logging.INFO,
                     "scrub: %s", report.summary())

@@ -3,8 +3,8 @@
 Names and labels follow the CNCF distribution registry where the concept is the same
 (`registry_http_*` by route name, `registry_storage_action_seconds` by driver and
 action), so its dashboards work unchanged; the rest are `berth_*`. Labels are bounded
-sets: route names, methods, status codes, driver actions, outcomes — never a repository,
-a digest or a user.
+sets: route names, methods, status codes, driver actions, outcomes — never a digest or a
+user, and a repository only for the repositories a quota rule covers.
 """
 
 from __future__ import annotations
@@ -59,6 +59,24 @@ GC_DELETED = Counter("berth_gc_deleted", "What garbage collection deleted, by ki
                      "(blob, manifest).", ["kind"], registry=REGISTRY)
 PURGED_UPLOADS = Counter("berth_uploads_purged", "Abandoned upload sessions purged.",
                          registry=REGISTRY)
+
+SCRUB_RUNS = Counter("berth_scrub_runs", "Background scrubs, by outcome (done, failed).",
+                     ["outcome"], registry=REGISTRY)
+SCRUB_PROBLEMS = Gauge("berth_scrub_problems", "Problems the latest scrub found (0: clean).",
+                       registry=REGISTRY)
+SCRUB_BYTES = Counter("berth_scrub_verified_bytes", "Blob bytes scrubs read and verified.",
+                      registry=REGISTRY)
+
+# Per repository, but only for repositories a quota rule covers (their number is the
+# operator's choice), set by each garbage collection's exact recount.
+QUOTA_USED_BYTES = Gauge("berth_quota_used_bytes", "Stored bytes a repository's quota "
+                         "counts, as of the latest recount.", ["repository"], registry=REGISTRY)
+QUOTA_LIMIT_BYTES = Gauge("berth_quota_limit_bytes", "A repository's maxbytes quota.",
+                          ["repository"], registry=REGISTRY)
+QUOTA_USED_TAGS = Gauge("berth_quota_used_tags", "Tags a repository's quota counts, as of "
+                        "the latest recount.", ["repository"], registry=REGISTRY)
+QUOTA_LIMIT_TAGS = Gauge("berth_quota_limit_tags", "A repository's maxtags quota.",
+                         ["repository"], registry=REGISTRY)
 
 BUILD = Info("berth_build", "The running Berth.", registry=REGISTRY)
 

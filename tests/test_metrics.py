@@ -174,3 +174,40 @@ def test_a_real_prometheus_scrapes_and_answers(make_berth: MakeBerth,
             proc.kill()
             proc.wait()
         log.close()
+
+
+def test_housekeeping_metrics(make_berth: MakeBerth) -> None:
+    """Scheduled collections and scrubs are counted; each collection's exact recount sets
+    the quota gauges of the repositories a rule covers (and only those)."""
+    server, metrics_url = with_metrics(make_berth, {"berth": {
+        "gc": {"enabled": True, "interval": "0.5s", "grace": "60s"},
+        "scrub": {"enabled": True, "interval": "0.5s"},
+        "quotas": [{"repositories": "limited/**", "maxbytes": "1MiB", "maxtags": 5}],
+    }})
+    layer = b"l" * 5000
+    manifest = image(server.url, "limited/app", layers=[layer])
+    assert put_manifest(server.url, "limited/app", "v1", manifest).status_code == 201
+    push_blob(server.url, "free/app", b"not under a quota")
+    config = requests.get(f"{server.url}/v2/limited/app/manifests/v1",
+                          headers={"Accept": OCI_MANIFEST}).json()["config"]["size"]
+
+    def ready() -> bool:
+        samples = scrape(metrics_url)
+        return (value(samples, "berth_gc_runs_total", outcome="done") >= 1
+                and value(samples, "berth_scrub_runs_total", outcome="done") >= 1
+                and ("berth_quota_used_bytes", frozenset({("repository", "limited/app")}))
+                in samples)
+
+    deadline = time.monotonic() + 30
+    while not ready():
+        assert time.monotonic() < deadline, "no collection, scrub or recount in 30 s"
+        time.sleep(0.3)
+    samples = scrape(metrics_url)
+    stored = value(samples, "berth_quota_used_bytes", repository="limited/app")
+    assert stored == len(layer) + len(manifest) + config
+    assert value(samples, "berth_quota_limit_bytes", repository="limited/app") == 1024 ** 2
+    assert value(samples, "berth_quota_used_tags", repository="limited/app") == 1
+    assert value(samples, "berth_quota_limit_tags", repository="limited/app") == 5
+    assert ("berth_quota_used_bytes", frozenset({("repository", "free/app")})) not in samples
+    assert value(samples, "berth_scrub_problems") == 0
+    assert value(samples, "berth_scrub_verified_bytes_total") >= len(layer)

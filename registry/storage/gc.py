@@ -122,8 +122,10 @@ class GarbageCollector:
         await self._sweep(marked, report, cutoff, dry_run)
         if not dry_run:
             await self._clean(report, cutoff)
-            if self.registry.usage is not None:
-                await self.registry.usage.recount(self._repositories)  # exact (quotas.md)
+            if self.registry.usage is not None:  # exact again (docs/quotas.md)
+                counted = await self.registry.usage.recount(self._repositories)
+                if self.registry.blobs.quotas is not None:
+                    self.registry.blobs.quotas.publish(counted)
         if report.repositories == 0:
             report.warnings.append(f"no repositories in {self.driver.location}")
         report.seconds = time.monotonic() - began

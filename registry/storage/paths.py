@@ -110,6 +110,11 @@ def usage_delta(name: str, epoch: int, process: str) -> str:
     return f"{usage(name)}/{epoch}/{process}"
 
 
+def usage_listed(name: str, listed: str) -> str:
+    """The key of something listed below `usage(name)`."""
+    return f"{usage(name)}/{listed}"
+
+
 def usage_epoch_of(listed: str) -> int | None:
     """The epoch of a key listed below `usage(name)` when it is a delta, else None."""
     epoch, slash, _ = listed.partition("/")

@@ -12,13 +12,13 @@ from collections.abc import Iterable
 
 from client.oci.digest import Digest
 
-from .. import errors
+from .. import errors, metrics
 from ..config import QuotaRule, glob_regex
 from . import paths
 from .drivers.base import StorageDriver
 from .examine import Reference
 from .links import link_exists
-from .usage import UsageCounter, held
+from .usage import Usage, UsageCounter, held
 
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
 
@@ -41,6 +41,24 @@ class Quotas:
         self.rules = tuple(rules)
         self.usage = usage
         self._globs = [glob_regex(r.repositories) for r in self.rules]
+
+    def publish(self, counted: dict[str, Usage]) -> None:
+        """Set the quota gauges from an exact recount: the repositories a rule covers."""
+        gauges = (metrics.QUOTA_USED_BYTES, metrics.QUOTA_LIMIT_BYTES, metrics.QUOTA_USED_TAGS,
+                  metrics.QUOTA_LIMIT_TAGS)
+        for gauge in gauges:
+            gauge.clear()  # (repositories gone since drop out)
+        for name, usage in counted.items():
+            found = self.rule(name)
+            if found is None:
+                continue
+            rule = found[1]
+            metrics.QUOTA_USED_BYTES.labels(name).set(usage.bytes)
+            metrics.QUOTA_USED_TAGS.labels(name).set(usage.tags)
+            if rule.maxbytes is not None:
+                metrics.QUOTA_LIMIT_BYTES.labels(name).set(rule.maxbytes)
+            if rule.maxtags is not None:
+                metrics.QUOTA_LIMIT_TAGS.labels(name).set(rule.maxtags)
 
     def rule(self, name: str) -> tuple[int, QuotaRule] | None:
         """The rule that applies to `name` (with its position in `berth.quotas`)."""

@@ -204,5 +204,5 @@ class UsageCounter:
             for key in await self.driver.list_keys(paths.usage(name)):
                 old = paths.usage_epoch_of(key)
                 if old is not None and old < epoch:
-                    await self.driver.delete(f"{paths.usage(name)}/{key}")
+                    await self.driver.delete_object(paths.usage_listed(name, key))
         return counted
