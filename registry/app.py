@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import signal
 import ssl
@@ -14,14 +13,25 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from . import auth, background
-from .api import blobs, catalog, manifests, metricsexport, referrers, requestmetrics, tags, uploads
-from .api.accesslog import AccessLogger
+from .api import (
+    blobs,
+    catalog,
+    manifests,
+    metricsexport,
+    referrers,
+    requestid,
+    requestmetrics,
+    tags,
+    uploads,
+)
+from .api.accesslog import trusting
 from .api.common import CONFIG, REGISTRY
 from .api.framing import SpecRunner
 from .api.health import Health
 from .api.maintenance import read_only
 from .api.middleware import spec_errors
 from .config import Config, ConfigError, TLSSettings, split_address
+from .logs import configure_logging
 from .storage import Registry, open_registry
 
 log = logging.getLogger("registry")
@@ -47,8 +57,9 @@ def build_app(
         operators.append(metricsexport.serving(prometheus.path))
         requestmetrics.name_path(prometheus.path, "metrics")
     # read-only refusals before access control
-    app.middlewares.extend([requestmetrics.in_flight, *operators, *middlewares, spec_errors,
-                            read_only, *gate])
+    # (the request id inside `middlewares`, which send the response: it adds a header)
+    app.middlewares.extend([requestmetrics.in_flight, *operators, *middlewares,
+                            requestid.assign, spec_errors, read_only, *gate])
     catalog.routes(app)
     uploads.routes(app)  # before blobs: /blobs/uploads/ must win over /blobs/<digest>
     blobs.routes(app)
@@ -61,27 +72,6 @@ def build_app(
                             background.pull_records])
     app.on_cleanup.append(background.close_registry)
     return app
-
-
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "time": self.formatTime(record), "level": record.levelname.lower(),
-            "logger": record.name, "msg": record.getMessage(),
-        }
-        if record.exc_info:
-            entry["error"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
-
-
-def configure_logging(config: Config) -> None:
-    level = {"warn": "WARNING"}.get(config.log.level, config.log.level.upper())
-    handler = logging.StreamHandler()
-    handler.setFormatter(
-        JsonFormatter() if config.log.formatter == "json"
-        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    )
-    logging.basicConfig(level=level, handlers=[handler], force=True)
 
 
 class InFlight:
@@ -181,7 +171,8 @@ async def _run(config: Config, reload: Callable[[], Config] | None = None) -> No
     app = build_app(config, middlewares=[in_flight.middleware])
     access_log = logging.getLogger("registry.access")  # (the metrics need it even when off)
     access_log.disabled = config.log.accesslog.disabled
-    runner = SpecRunner(app, access_log=access_log, access_log_class=AccessLogger,
+    runner = SpecRunner(app, access_log=access_log,
+                        access_log_class=trusting(config.http.trustedproxies),
                         shutdown_timeout=5.0,
                         head_timeout=config.http.readheadertimeout,
                         keepalive_timeout=config.http.idletimeout)

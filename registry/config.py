@@ -7,6 +7,7 @@ Precedence: flags > `BERTH_SECTION__KEY=value` environment variables > file > de
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import re
@@ -233,6 +234,8 @@ class HTTPSettings(Section):
     bodytimeout: float = 60.0
     idletimeout: float = 75.0
     tls: TLSSettings | None = None
+    # Peers whose X-Forwarded-For names the client (addresses or CIDR networks)
+    trustedproxies: tuple[str, ...] = ()
     # Plain HTTP on a non-loopback address while auth is on sends passwords and tokens in
     # clear: refused unless set (e.g. behind a proxy that terminates TLS).
     insecure: bool = False
@@ -258,6 +261,16 @@ class HTTPSettings(Section):
     def _addr(cls, value: str) -> str:
         split_address(value)
         return value
+
+    @field_validator("trustedproxies")
+    @classmethod
+    def _networks(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        for value in values:
+            try:
+                ipaddress.ip_network(value, strict=False)
+            except ValueError:
+                raise ValueError(f"not an address or network: {value!r}") from None
+        return values
 
 
 class URLPolicy(Section):
@@ -292,7 +305,7 @@ class LogSettings(Section):
     level: Literal["debug", "info", "warn", "warning", "error"] = "info"
     formatter: Literal["text", "json"] = "text"
     accesslog: AccessLogSettings = AccessLogSettings()
-    fields: Ignored = None
+    fields: dict[str, str] = Field(default_factory=dict)  # added to every entry
     hooks: Ignored = None
 
 

@@ -250,4 +250,6 @@ def test_access_log_names_the_user(server: BerthServer) -> None:
     signed_in = next(x for x in lines if '" 200 ' in x)
     anonymous = next(x for x in lines if '" 401 ' in x)
     assert " - alice [" in signed_in and " - - [" in anonymous
-    assert float(signed_in.rsplit(" ", 1)[1]) < 5  # seconds it took
+    # seconds it took, then the request id
+    took, request_id = signed_in.rsplit(" ", 2)[1:]
+    assert float(took) < 5 and request_id.startswith("request_id=")

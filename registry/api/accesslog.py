@@ -7,19 +7,24 @@ sent), whether the log is on or not.
 
 The user is the one access control identified (`-` when anonymous or without auth); the
 byte count is what the body really carried, sendfile included; the duration is seconds
-from the request's arrival until its response was sent.
+from the request's arrival until its response was sent; the address is the client's
+(behind `http.trustedproxies`, the one they forwarded for). With `log.formatter: json`
+the entry also carries each of these as a field, with the route, the repository and the
+request id.
 """
 
 from __future__ import annotations
 
 import time
+from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
 from ..auth.access import access
-from .requestmetrics import body_bytes, observe
+from .requestid import request_id
+from .requestmetrics import body_bytes, handler_name, observe
 
 
 class AccessLogger(AbstractAccessLogger):
@@ -31,9 +36,57 @@ class AccessLogger(AbstractAccessLogger):
         when = time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime())
         version = request.version
         headers = request.headers
+        sent = body_bytes(request, response)
+        rid = request_id(request)
+        client = client_address(request, self.trusted)
         self.logger.info(
             '%s - %s [%s] "%s %s HTTP/%d.%d" %d %d "%s" "%s" %.3f',
-            request.remote or "-", user or "-", when, request.method, request.path_qs,
-            version.major, version.minor, response.status, body_bytes(request, response),
+            client or "-", user or "-", when, request.method, request.path_qs,
+            version.major, version.minor, response.status, sent,
             headers.get("Referer", "-"), headers.get("User-Agent", "-"), duration,
+            extra={"request_id": rid, "access": {
+                "method": request.method, "path": request.path, "route": handler_name(request),
+                "repository": _repository(request), "status": response.status,
+                "bytes": sent, "duration": round(duration, 6), "client": client,
+                "peer": request.remote, "user": user,
+                "user_agent": headers.get("User-Agent"),
+            }},
         )
+
+    trusted: tuple[IPv4Network | IPv6Network, ...] = ()
+
+
+def trusting(proxies: tuple[str, ...]) -> type[AccessLogger]:
+    """The access logger for `http.trustedproxies`: from those peers, the client is the
+    address they name in `X-Forwarded-For`."""
+    networks = tuple(ip_network(p, strict=False) for p in proxies)
+    return type("TrustingAccessLogger", (AccessLogger,), {"trusted": networks})
+
+
+def client_address(request: BaseRequest,
+                   trusted: tuple[IPv4Network | IPv6Network, ...]) -> str | None:
+    """The peer, or, when the peer is a trusted proxy, the nearest address before the
+    trusted proxies in `X-Forwarded-For` (each proxy appends the one it heard from)."""
+    peer = request.remote
+    if not trusted or peer is None or not _within(peer, trusted):
+        return peer
+    hops = [h.strip() for h in ",".join(request.headers.getall("X-Forwarded-For", [])).split(",")
+            if h.strip()]
+    for hop in reversed(hops):
+        if not _within(hop, trusted):
+            return hop
+    return hops[0] if hops else peer
+
+
+def _within(address: str, networks: tuple[IPv4Network | IPv6Network, ...]) -> bool:
+    try:
+        ip = ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in n for n in networks)
+
+
+def _repository(request: BaseRequest) -> str | None:
+    match = getattr(request, "match_info", None)
+    name = match.get("name") if match is not None else None
+    return name if isinstance(name, str) else None
