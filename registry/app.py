@@ -18,6 +18,7 @@ from .api import (
     catalog,
     manifests,
     metricsexport,
+    notify,
     referrers,
     requestid,
     requestmetrics,
@@ -31,6 +32,7 @@ from .api.health import Health
 from .api.maintenance import read_only
 from .api.middleware import spec_errors
 from .config import Config, ConfigError, TLSSettings, split_address
+from .events import Notifier
 from .logs import configure_logging
 from .storage import Registry, open_registry
 
@@ -51,6 +53,7 @@ def build_app(
     app[CONFIG] = config
     app[REGISTRY] = registry or open_registry(config)
     health = app[HEALTH] = Health(app[REGISTRY], config.health.storagedriver)
+    app[notify.NOTIFIER] = Notifier(config.notifications)
     operators: list[Middleware] = [health.middleware]  # first: no credentials asked
     prometheus = config.http.debug.prometheus
     if prometheus.enabled and prometheus.mainlistener:
@@ -69,7 +72,7 @@ def build_app(
     app.cleanup_ctx.append(health.checking)
     app.cleanup_ctx.extend([background.catalog_index, background.upload_purging,
                             background.scheduled_gc, background.scheduled_scrub,
-                            background.pull_records])
+                            background.pull_records, background.notifications])
     app.on_cleanup.append(background.close_registry)
     return app
 

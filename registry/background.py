@@ -16,6 +16,8 @@ from aiohttp import web
 
 from . import metrics
 from .api.common import CONFIG, REGISTRY
+from .api.notify import NOTIFIER
+from .events import SHUTDOWN_FLUSH
 from .storage.drivers.base import StorageError
 
 log = logging.getLogger("registry")
@@ -169,3 +171,17 @@ async def pull_records(app: web.Application) -> AsyncIterator[None]:
         yield
     if pulls.enabled:
         await flush()
+
+
+async def notifications(app: web.Application) -> AsyncIterator[None]:
+    """Deliver webhook events while the app runs; at its end, give what is queued a few
+    seconds to go out (docs/events.md)."""
+    notifier = app[NOTIFIER]
+    async with running(notifier.run() if notifier.enabled else None):
+        yield
+        if notifier.enabled:
+            try:
+                async with asyncio.timeout(SHUTDOWN_FLUSH):
+                    await notifier.drained()
+            except TimeoutError:
+                log.warning("events: stopping with undelivered events")

@@ -582,6 +582,52 @@ class HealthSettings(Section):
     tcp: Ignored = None
 
 
+class IgnoreSettings(Section):
+    mediatypes: tuple[str, ...] = ()
+    actions: tuple[Literal["push", "pull", "delete", "mount"], ...] = ()
+
+
+class EndpointSettings(Section):
+    """One webhook: distribution's keys and meaning (docs/events.md)."""
+
+    name: str
+    url: str
+    disabled: bool = False
+    headers: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    timeout: float = 1.0
+    threshold: int = Field(10, ge=0)  # failures in a row before delivery backs off
+    backoff: float = 1.0
+    ignoredmediatypes: tuple[str, ...] = ()
+    ignore: IgnoreSettings = IgnoreSettings()
+    # Berth: events waiting for this endpoint at most (more are dropped, and counted)
+    queuesizelimit: int = Field(10_000, ge=1)
+
+    _durations = field_validator("timeout", "backoff", mode="before")(parse_duration)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"https?://[^/\s]+", value):
+            raise ValueError(f"not an http(s) URL: {value!r}")
+        return value
+
+    @field_validator("timeout")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be a positive duration")
+        return value
+
+
+class EventSettings(Section):
+    includereferences: Ignored = None
+
+
+class NotificationsSettings(Section):
+    events: EventSettings = EventSettings()
+    endpoints: tuple[EndpointSettings, ...] = ()
+
+
 class Config(Section):
     version: Any = None
     log: LogSettings = LogSettings()
@@ -591,6 +637,7 @@ class Config(Section):
     berth: BerthSettings = BerthSettings()
     auth: AuthSettings | None = None
     health: HealthSettings = HealthSettings()
+    notifications: NotificationsSettings = NotificationsSettings()
     redis: Ignored = None
     proxy: Ignored = None
     compatibility: Ignored = None

@@ -78,6 +78,15 @@ QUOTA_USED_TAGS = Gauge("berth_quota_used_tags", "Tags a repository's quota coun
 QUOTA_LIMIT_TAGS = Gauge("berth_quota_limit_tags", "A repository's maxtags quota.",
                          ["repository"], registry=REGISTRY)
 
+EVENTS_SENT = Counter("berth_events_sent", "Events an endpoint accepted.", ["endpoint"],
+                      registry=REGISTRY)
+EVENTS_FAILED = Counter("berth_events_failed_deliveries", "Deliveries that failed (each "
+                        "is retried).", ["endpoint"], registry=REGISTRY)
+EVENTS_DROPPED = Counter("berth_events_dropped", "Events dropped: the endpoint's queue was "
+                         "full.", ["endpoint"], registry=REGISTRY)
+EVENTS_PENDING = Gauge("berth_events_pending", "Events queued for an endpoint.",
+                       ["endpoint"], registry=REGISTRY)
+
 BUILD = Info("berth_build", "The running Berth.", registry=REGISTRY)
 
 

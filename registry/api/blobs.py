@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from .. import errors
+from . import notify
 from .blobsend import etag_matches, send_blob
 from .common import config, digest_param, raise_not_found, registry, repository
 
@@ -32,6 +33,7 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
         content = await reg.blobs.open(name, digest, redirect=redirect)
     except errors.BlobUnknown as exc:
         await raise_not_found(request, name, exc)
+    notify.blob(request, "pull", name, digest, content.size)
     return await send_blob(request, content, headers)
 
 
@@ -44,6 +46,7 @@ async def delete_blob(request: web.Request) -> web.StreamResponse:
         await registry(request).blobs.unlink(name, digest)
     except errors.BlobUnknown as exc:
         await raise_not_found(request, name, exc)
+    notify.deleted(request, name, digest, None)
     return web.Response(status=202, headers={"Docker-Content-Digest": str(digest)})
 
 

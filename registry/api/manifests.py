@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from client.oci.digest import Digest
+
 from .. import errors
 from ..storage.examine import ManifestInfo
+from ..storage.manifests import tag_or_digest
+from . import notify
 from .blobsend import etag_matches
 from .common import body_stream, config, raise_not_found, registry, repository
 
@@ -36,6 +40,7 @@ async def get_manifest(request: web.Request) -> web.StreamResponse:
     headers = _headers(info)
     if etag_matches(request.headers.get("If-None-Match"), headers["ETag"]):
         return web.Response(status=304, headers=headers)
+    notify.manifest(request, "pull", name, info, [] if ":" in reference else [reference])
     return web.Response(body=data, headers=headers)
 
 
@@ -47,6 +52,8 @@ async def put_manifest(request: web.Request) -> web.StreamResponse:
         name, reference, body_stream(request), request.headers.get("Content-Type"),
         declared_length=request.content_length, extra_tags=extra_tags,
     )
+    notify.manifest(request, "push", name, info,
+                    [*([] if ":" in reference else [reference]), *extra_tags])
     headers = {
         "Location": f"/v2/{name}/manifests/{info.digest}",
         "Docker-Content-Digest": str(info.digest),
@@ -64,10 +71,16 @@ async def delete_manifest(request: web.Request) -> web.StreamResponse:
     name = repository(request)
     if not config(request).storage.delete.enabled:
         raise errors.Unsupported("deletion is disabled (storage.delete.enabled)")
+    reference = request.match_info["reference"]
     try:
-        await registry(request).manifests.delete(name, request.match_info["reference"])
+        await registry(request).manifests.delete(name, reference)
     except errors.ManifestUnknown as exc:
         await raise_not_found(request, name, exc)
+    found = tag_or_digest(reference)
+    if isinstance(found, Digest):
+        notify.deleted(request, name, found, None)
+    else:
+        notify.deleted(request, name, None, found)
     return web.Response(status=202)
 
 

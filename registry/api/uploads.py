@@ -13,6 +13,7 @@ from client.oci.reference import is_valid_name
 from .. import errors
 from ..auth.access import access
 from ..storage.uploads import ChunkOutOfOrder, UploadState
+from . import notify
 from .common import body_stream, config, digest_param, has_body, registry, repository
 
 _CONTENT_RANGE = re.compile(r"^(?:bytes )?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
@@ -83,12 +84,14 @@ async def start_upload(request: web.Request) -> web.StreamResponse:
         # A mount the registry cannot (or, for this caller, may not) do falls back to an
         # upload session (202), as the spec asks.
         if (source is None or is_valid_name(source)) and access(request).may_mount_from(
-                source) and await reg.blobs.mount(name, digest, source) is not None:
+                source) and (size := await reg.blobs.mount(name, digest, source)) is not None:
+            notify.blob(request, "mount", name, digest, size, source)
             return _blob_created(name, str(digest))
         # Not mountable: fall back to an ordinary session, as the spec requires.
     elif "digest" in query:
         digest = digest_param(query["digest"])
-        await reg.uploads.upload(name, digest, body_stream(request))
+        size = await reg.uploads.upload(name, digest, body_stream(request))
+        notify.blob(request, "push", name, digest, size)
         return _blob_created(name, str(digest))
     state = await reg.uploads.start(name)
     return web.Response(status=202, headers=_session_headers(request, state))
@@ -116,9 +119,10 @@ async def finish_upload(request: web.Request) -> web.StreamResponse:
     start, length = _chunk_range(request)
     body = body_stream(request) if has_body(request) or length else None
     with _out_of_order_says_where():
-        await registry(request).uploads.commit(
+        size = await registry(request).uploads.commit(
             name, request.match_info["uuid"], digest, body, start, length
         )
+    notify.blob(request, "push", name, digest, size)
     return _blob_created(name, str(digest))
 
 
