@@ -73,6 +73,7 @@ def build_app(
     app.cleanup_ctx.extend([background.catalog_index, background.upload_purging,
                             background.scheduled_gc, background.scheduled_scrub,
                             background.pull_records, background.notifications])
+    app.on_startup.insert(0, background.layout_check)  # before any background work
     app.on_cleanup.append(background.close_registry)
     return app
 

@@ -18,6 +18,7 @@ from . import metrics
 from .api.common import CONFIG, REGISTRY
 from .api.notify import NOTIFIER
 from .events import SHUTDOWN_FLUSH
+from .storage import layout
 from .storage.drivers.base import StorageError
 
 log = logging.getLogger("registry")
@@ -185,3 +186,8 @@ async def notifications(app: web.Application) -> AsyncIterator[None]:
                     await notifier.drained()
             except TimeoutError:
                 log.warning("events: stopping with undelivered events")
+
+
+async def layout_check(app: web.Application) -> None:
+    """on_startup: refuse a root written by a newer Berth before serving anything."""
+    await layout.check(app[REGISTRY].driver, write=not app[REGISTRY].read_only)

@@ -12,10 +12,14 @@ import asyncio
 import dataclasses
 import json
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from .config import Config, ConfigError, load_config, parse_duration
+
+if TYPE_CHECKING:
+    from .storage import Registry
 
 FLAGS = {"http.addr": "--listen", "storage.filesystem.rootdirectory": "--root"}
 
@@ -25,6 +29,17 @@ def _config(config_file: str | None, **overrides: str | None) -> Config:
         return load_config(config_file, overrides, flags=FLAGS)
     except ConfigError as exc:
         click.echo(f"berth: config error: {exc}", err=True)
+        sys.exit(2)
+
+
+async def _layout_known(registry: Registry) -> None:
+    """A command refuses storage a newer Berth wrote (storage/layout.py): one line, exit 2."""
+    from .storage import layout
+
+    try:
+        await layout.check(registry.driver, write=False)
+    except layout.LayoutError as exc:
+        click.echo(f"berth: error: {exc}", err=True)
         sys.exit(2)
 
 
@@ -44,6 +59,7 @@ root_option = click.option(
 def serve(config_file: str | None, listen: str | None, root: str | None) -> None:
     """Run the registry (defaults: 127.0.0.1:5000, disk storage under ./data)."""
     from .app import serve as run
+    from .storage.layout import LayoutError
 
     overrides = {"http.addr": listen, "storage.filesystem.rootdirectory": root}
     config = _config(config_file, **overrides)
@@ -51,6 +67,9 @@ def serve(config_file: str | None, listen: str | None, root: str | None) -> None
         run(config, reload=lambda: load_config(config_file, overrides, flags=FLAGS))
     except ConfigError as exc:
         click.echo(f"berth: config error: {exc}", err=True)
+        sys.exit(2)
+    except LayoutError as exc:
+        click.echo(f"berth: error: {exc}", err=True)
         sys.exit(2)
     except OSError as exc:
         click.echo(f"berth: cannot serve on {config.http.addr}: {exc.strerror}", err=True)
@@ -87,6 +106,7 @@ def gc(config_file: str | None, root: str | None, dry_run: bool,
     async def run() -> GCReport:
         registry = open_registry(config)
         try:
+            await _layout_known(registry)
             return await GarbageCollector(registry, grace_seconds).collect(dry_run, untagged)
         finally:
             await registry.close()
@@ -146,6 +166,7 @@ def fsck(config_file: str | None, root: str | None, repair: bool, min_age: str,
     async def run() -> FsckReport:
         registry = open_registry(config)
         try:
+            await _layout_known(registry)
             for name in repositories:
                 if not await registry.repositories.exists(name):
                     click.echo(f"berth: error: no repository {name} in "
@@ -227,6 +248,7 @@ def du(config_file: str | None, root: str | None, repositories: tuple[str, ...],
 
         registry = open_registry(config)
         try:
+            await _layout_known(registry)
             names = await registry.repositories.walk_names()
             missing = [r for r in repositories if r not in names]
             if missing:

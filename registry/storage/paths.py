@@ -24,6 +24,7 @@ filesystem or bucket that registry wrote can be served by Berth as it is:
     _gc/lease                             the latest collection's start (Berth)
     _gc/quarantine/<run>/<alg>/<hex>      blobs a collection set aside (Berth)
     _health/probe                         written by readiness checks (Berth)
+    _layout                               the storage layout's version (Berth; layout.py)
     _fsck/quarantine/<alg>/<hex>          corrupt blob data fsck moved aside (Berth)
     _usage/epoch                          the epoch usage changes are counted in (Berth)
 
@@ -79,6 +80,7 @@ CATALOG_INDEX = IndexKeys(f"{ROOT}/_index/repositories", f"{ROOT}/_index/reposit
 
 
 HEALTH_PROBE = f"{ROOT}/_health/probe"
+LAYOUT_VERSION = f"{ROOT}/_layout"
 USES = f"{ROOT}/_uses"
 GC = f"{ROOT}/_gc"
 GC_LEASE = f"{GC}/lease"
