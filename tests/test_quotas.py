@@ -372,3 +372,21 @@ def test_bad_quota_rules_stop_the_server(tmp_path: Path, rules: list[dict[str, A
                              str(config)], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert result.stderr == f"berth: config error: {config}: {message}\n"
+
+
+def test_fsck_repair_recounts_usage(make_berth: MakeBerth, request: pytest.FixtureRequest,
+                                    ) -> None:
+    """`berth fsck --repair` makes the quotas' counts exact, as a collection does."""
+    server = make_berth(with_quotas("filesystem", request, COUNTED))
+    manifest = image(server.url, "t/app", layers=[b"counted by fsck"])
+    put_manifest(server.url, "t/app", "v1", manifest)
+    exact = walked(server, "t/app")
+    write_delta(server, "filesystem", request, "t/app", 0, {"bytes": 10 ** 9, "tags": 7})
+    assert counted(server, "t/app") != exact  # a stale delta, say of a crashed process
+    result = subprocess.run(
+        [sys.executable, "-c", "from registry.commands import fsck; fsck()",
+         "--config", str(server.workdir / "config.yml"), "--repair", "--min-age", "0s",
+         "--json"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr  # storage itself was healthy
+    assert json.loads(result.stdout)["usage_recounted"] == 1
+    assert counted(server, "t/app") == exact

@@ -79,6 +79,7 @@ class FsckReport:
     blobs: int = 0  # verified
     bytes: int = 0  # verified
     skipped_young: int = 0  # left alone: younger than min_age
+    usage_recounted: int = 0  # repositories whose quota usage --repair counted exactly
     seconds: float = 0.0
     problems: list[Problem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -173,6 +174,12 @@ class Checker:
             await self._check_repository(name)
         if everything:
             await self._check_catalog(names)
+        usage = self.registry.usage
+        if self.repair and usage is not None:  # quotas' counts, exact again (quotas.md)
+            counted = await usage.recount(names)
+            if self.registry.blobs.quotas is not None:
+                self.registry.blobs.quotas.publish(counted)
+            report.usage_recounted = len(counted)
         report.seconds = time.monotonic() - began
         return report
 
