@@ -24,7 +24,7 @@ from aiohttp.web_response import StreamResponse
 
 from ..auth.access import access
 from .requestid import request_id
-from .requestmetrics import body_bytes, handler_name, observe
+from .requestmetrics import body_bytes, handler_name, observe, route_match
 
 
 class AccessLogger(AbstractAccessLogger):
@@ -87,6 +87,6 @@ def _within(address: str, networks: tuple[IPv4Network | IPv6Network, ...]) -> bo
 
 
 def _repository(request: BaseRequest) -> str | None:
-    match = getattr(request, "match_info", None)
+    match = route_match(request)
     name = match.get("name") if match is not None else None
     return name if isinstance(name, str) else None

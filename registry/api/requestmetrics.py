@@ -8,6 +8,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
+from aiohttp.web_urldispatcher import UrlMappingMatchInfo
 
 from .. import metrics
 from ..auth import TOKEN_PATH
@@ -26,6 +27,16 @@ _BY_TEMPLATE = {
 _BY_PATH = {LIVE: "health", READY: "health", DEBUG_HEALTH: "health"}
 
 
+def route_match(request: BaseRequest) -> UrlMappingMatchInfo | None:
+    """The request's route match; None for a request never routed (one the HTTP parser
+    refused, answered by the connection itself)."""
+    try:
+        found = getattr(request, "match_info", None)
+    except AssertionError:  # (aiohttp asserts a match exists when asked for it)
+        return None
+    return found if isinstance(found, UrlMappingMatchInfo) else None
+
+
 def name_path(path: str, name: str) -> None:
     """Label requests to `path` (answered outside the router: the metrics) as `name`."""
     _BY_PATH[path] = name
@@ -35,8 +46,7 @@ def handler_name(request: BaseRequest) -> str:
     named = _BY_PATH.get(request.path)
     if named is not None:
         return named
-    match = getattr(request, "match_info", None)
-    route = getattr(match, "route", None)
+    route = getattr(route_match(request), "route", None)
     resource = getattr(route, "resource", None)
     if resource is None:
         return "other"
@@ -70,5 +80,5 @@ def observe(request: BaseRequest, response: StreamResponse, duration: float) -> 
     method = request.method.lower()
     metrics.HTTP_REQUESTS.labels(name, str(response.status), method).inc()
     metrics.HTTP_DURATION.labels(name, method).observe(duration)
-    metrics.HTTP_REQUEST_SIZE.labels(name).observe(request.content.total_bytes)
+    metrics.HTTP_REQUEST_SIZE.labels(name).observe(getattr(request.content, "total_bytes", 0))
     metrics.HTTP_RESPONSE_SIZE.labels(name).observe(body_bytes(request, response))
