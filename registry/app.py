@@ -236,3 +236,5 @@ def serve(config: Config, reload: Callable[[], Config] | None = None) -> None:
     `reload` reads the configuration again (on SIGHUP)."""
     configure_logging(config)
     asyncio.run(_run(config, reload))
+    for sig in (signal.SIGINT, signal.SIGTERM):  # stopped already: exiting, say 0
+        signal.signal(sig, signal.SIG_IGN)

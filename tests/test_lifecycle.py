@@ -80,6 +80,7 @@ def test_blob_download_in_flight_finishes_and_is_counted(make_berth: MakeBerth) 
     server.proc.send_signal(signal.SIGTERM)
     thread.join(60)
     assert bytes(got) == blob
+    assert server.proc.wait(30) == 0  # exits by itself once the download is out
     assert server.stop() == 0
     log = server.log.read_text()
     assert "shutting down: 1 requests in flight" in log, log
