@@ -19,6 +19,7 @@ import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -85,6 +86,17 @@ def parse_duration(value: Any) -> float:
     raise ValueError(f"not a duration: {value!r} (use e.g. '30s', '10m', '168h')")
 
 
+def _positive(value: float) -> float:
+    if value <= 0:
+        raise ValueError("must be a positive duration")
+    return value
+
+
+# durations in settings: plain seconds or Go-style strings (parse_duration)
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+PositiveDuration = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_positive)]
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -100,11 +112,10 @@ class DeleteSettings(Section):
 
 class UploadPurgingSettings(Section):
     enabled: bool = True
-    age: float = 7 * 24 * 3600.0
-    interval: float = 24 * 3600.0
+    age: Duration = 7 * 24 * 3600.0
+    interval: PositiveDuration = 24 * 3600.0
     dryrun: bool = False
 
-    _durations = field_validator("age", "interval", mode="before")(parse_duration)
 
 
 class ReadOnlySettings(Section):
@@ -222,17 +233,17 @@ class DebugSettings(Section):
 
 class HTTPSettings(Section):
     addr: str = "127.0.0.1:5000"
-    draintimeout: float = 30.0
+    draintimeout: Duration = 30.0
     # Berth: on SIGTERM, /readyz answers 503 for this long while everything is still
     # served, so a load balancer stops sending before the listener closes.
-    shutdowndelay: float = 0.0
+    shutdowndelay: Duration = 0.0
     # Slow clients (Berth's keys; distribution sets none): request headers must arrive
     # whole within `readheadertimeout` of the connection opening or of their first byte;
     # a request body may pause at most `bodytimeout`; an idle keep-alive connection is
     # closed after `idletimeout`.
-    readheadertimeout: float = 20.0
-    bodytimeout: float = 60.0
-    idletimeout: float = 75.0
+    readheadertimeout: PositiveDuration = 20.0
+    bodytimeout: PositiveDuration = 60.0
+    idletimeout: PositiveDuration = 75.0
     tls: TLSSettings | None = None
     # Peers whose X-Forwarded-For names the client (addresses or CIDR networks)
     trustedproxies: tuple[str, ...] = ()
@@ -246,15 +257,6 @@ class HTTPSettings(Section):
     host: Ignored = None
     http2: Ignored = None
 
-    _durations = field_validator("draintimeout", "shutdowndelay", "readheadertimeout",
-                                 "bodytimeout", "idletimeout", mode="before")(parse_duration)
-
-    @field_validator("readheadertimeout", "bodytimeout", "idletimeout")
-    @classmethod
-    def _positive(cls, value: float) -> float:
-        if value <= 0:
-            raise ValueError("must be a positive duration")
-        return value
 
     @field_validator("addr")
     @classmethod
@@ -326,14 +328,12 @@ class TokenSettings(Section):
     # auth.policy); off to rely on an external issuer only.
     builtin: bool = True
     signingkey: Path | None = None  # PEM private key (RSA, EC P-256/384/521 or Ed25519)
-    expiration: float = 300.0
-    refreshexpiration: float = 7 * 24 * 3600.0
-    leeway: float = 60.0  # clock skew allowed on exp/nbf/iat
+    expiration: Duration = 300.0
+    refreshexpiration: Duration = 7 * 24 * 3600.0
+    leeway: Duration = 60.0  # clock skew allowed on exp/nbf/iat
     autoredirect: Ignored = None
     autoredirectpath: Ignored = None
 
-    _durations = field_validator(
-        "expiration", "refreshexpiration", "leeway", mode="before")(parse_duration)
 
     @model_validator(mode="after")
     def _keys(self) -> TokenSettings:
@@ -348,22 +348,20 @@ class LoginLimitSettings(Section):
     """Failed logins allowed per user and per client address within `window`."""
 
     attempts: int = Field(5, ge=1)
-    window: float = 60.0
+    window: Duration = 60.0
     tracked: int = Field(10_000, ge=100)  # users/addresses remembered at most
 
-    _durations = field_validator("window", mode="before")(parse_duration)
 
 
 class AuthSettings(Section):
     htpasswd: HtpasswdSettings | None = None
     token: TokenSettings | None = None
     policy: Path | None = None  # who may do what (docs/access-control.md); default: users: all
-    reloadinterval: float = 2.0  # seconds between checks of the files for changes (0: SIGHUP only)
+    reloadinterval: Duration = 2.0  # between checks of the files for changes (0: SIGHUP only)
     loginlimit: LoginLimitSettings = LoginLimitSettings()
     silly: Any = None
     none: Any = None
 
-    _durations = field_validator("reloadinterval", mode="before")(parse_duration)
 
     @model_validator(mode="after")
     def _mode(self) -> AuthSettings:
@@ -379,20 +377,12 @@ class GCSettings(Section):
     collection and every manifest push agree on."""
 
     enabled: bool = False  # collect on a schedule in `berth serve`
-    interval: float = 24 * 3600.0
+    interval: PositiveDuration = 24 * 3600.0
     # Unreferenced blobs (and untagged manifests) younger than this are kept, and so is
     # anything a manifest push named within it; a push must finish within half of it.
-    grace: float = 3600.0
+    grace: PositiveDuration = 3600.0
     deleteuntagged: bool = False  # also forget manifests no tag reaches
 
-    _durations = field_validator("interval", "grace", mode="before")(parse_duration)
-
-    @field_validator("interval", "grace")
-    @classmethod
-    def _positive(cls, value: float) -> float:
-        if value <= 0:
-            raise ValueError("must be a positive duration")
-        return value
 
 
 class ScrubSettings(Section):
@@ -400,17 +390,9 @@ class ScrubSettings(Section):
     `interval`, problems reported in the log (docs/fsck.md)."""
 
     enabled: bool = False
-    interval: float = 7 * 24 * 3600.0
+    interval: PositiveDuration = 7 * 24 * 3600.0
     rate: int = Field(50 * MiB, ge=1)  # bytes of blob data verified per second, at most
 
-    _durations = field_validator("interval", mode="before")(parse_duration)
-
-    @field_validator("interval")
-    @classmethod
-    def _positive(cls, value: float) -> float:
-        if value <= 0:
-            raise ValueError("must be a positive duration")
-        return value
 
 
 _GLOB_CHARS = re.compile(r"[a-z0-9._/*?-]+")
@@ -470,13 +452,11 @@ class KeepTags(Section):
 
     patterns: tuple[Regex, ...] = ()
     mostrecentlypushedcount: int | None = Field(None, ge=0)
-    pushedwithin: float | None = None
+    pushedwithin: Duration | None = None
     # by pull time: recorded only while a rule asks for it
     mostrecentlypulledcount: int | None = Field(None, ge=0)
-    pulledwithin: float | None = None
+    pulledwithin: Duration | None = None
 
-    _durations = field_validator("pushedwithin", "pulledwithin", mode="before")(
-        parse_duration)
 
     @property
     def by_pulls(self) -> bool:
@@ -493,18 +473,10 @@ class RetentionSettings(Section):
     """Which tags and untagged manifests a garbage collection deletes, per repository
     (the first policy whose `repositories` match applies)."""
 
-    delay: float = 24 * 3600.0  # untagged manifests younger than this are kept
+    delay: Duration = 24 * 3600.0  # untagged manifests younger than this are kept
     policies: tuple[RetentionPolicy, ...] = ()
-    pullflush: float = 60.0  # how often the pulls noted in memory are written
+    pullflush: PositiveDuration = 60.0  # how often the pulls noted in memory are written
 
-    _durations = field_validator("delay", "pullflush", mode="before")(parse_duration)
-
-    @field_validator("pullflush")
-    @classmethod
-    def _positive(cls, value: float) -> float:
-        if value <= 0:
-            raise ValueError("must be a positive duration")
-        return value
 
     @property
     def records_pulls(self) -> bool:
@@ -562,17 +534,9 @@ class StorageDriverHealth(Section):
     in /debug/health as distribution does."""
 
     enabled: bool = False
-    interval: float = 10.0
+    interval: PositiveDuration = 10.0
     threshold: int = Field(0, ge=0)
 
-    _durations = field_validator("interval", mode="before")(parse_duration)
-
-    @field_validator("interval")
-    @classmethod
-    def _positive(cls, value: float) -> float:
-        if value <= 0:
-            raise ValueError("must be a positive duration")
-        return value
 
 
 class HealthSettings(Section):
@@ -594,28 +558,20 @@ class EndpointSettings(Section):
     url: str
     disabled: bool = False
     headers: dict[str, tuple[str, ...]] = Field(default_factory=dict)
-    timeout: float = 1.0
+    timeout: PositiveDuration = 1.0
     threshold: int = Field(10, ge=0)  # failures in a row before delivery backs off
-    backoff: float = 1.0
+    backoff: Duration = 1.0
     ignoredmediatypes: tuple[str, ...] = ()
     ignore: IgnoreSettings = IgnoreSettings()
     # Berth: events waiting for this endpoint at most (more are dropped, and counted)
     queuesizelimit: int = Field(10_000, ge=1)
 
-    _durations = field_validator("timeout", "backoff", mode="before")(parse_duration)
 
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
         if not re.match(r"https?://[^/\s]+", value):
             raise ValueError(f"not an http(s) URL: {value!r}")
-        return value
-
-    @field_validator("timeout")
-    @classmethod
-    def _positive(cls, value: float) -> float:
-        if value <= 0:
-            raise ValueError("must be a positive duration")
         return value
 
 
