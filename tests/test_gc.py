@@ -175,3 +175,16 @@ def test_gc_removes_links_whose_targets_are_gone(make_berth: MakeBerth) -> None:
     assert requests.get(f"{url}/v2/app/tags/list").json()["tags"] == ["v2", "v3"]
     assert has_blob(server, "app", digest(b"layer v3"))  # what is whole stays
     assert requests.get(f"{url}/v2/app/manifests/v3").status_code == 200
+
+
+def test_gc_reads_tags_from_their_links(make_berth: MakeBerth) -> None:
+    """A tag missing from the tag index (as a race between two replicas' first tags once
+    left it) still keeps its manifest from `--delete-untagged`: the link is the truth."""
+    server = make_berth()
+    manifest = image(server.url, "app", layers=[b"tagged, not indexed"])
+    assert put_manifest(server.url, "app", "v1", manifest).status_code == 201
+    (server.root / "docker/registry/v2/repositories/app/_tags/v1").unlink()
+    report = gc(server, "--grace", "0s", "--delete-untagged")
+    assert report["deleted_manifests"] == []
+    assert requests.get(f"{server.url}/v2/app/manifests/v1",
+                        headers={"Accept": OCI_MANIFEST}).content == manifest

@@ -325,3 +325,42 @@ async def test_second_collection_while_the_first_has_a_blob_set_aside(
     assert str(digest) not in report.deleted_blobs
     assert await reg.blobs.read(digest) == data
     assert await reg.blobs.runs_with_set_aside() == []
+
+
+class _TagGatedDriver(GatedDriver):
+    async def is_object(self, path: str) -> bool:
+        await self._at("is_object", path)
+        return await super().is_object(path)
+
+
+async def test_first_tags_of_two_replicas_are_both_indexed(tmp_path: Path) -> None:
+    """Found by the GC-under-load test on S3: replica A indexes a new repository's tags
+    from a listing taken before replica B's first tag was written, and marks the index
+    complete just before B looks: B's tag resolved but was in no listing — and a
+    collection with `delete_untagged` forgot its manifest. Each push now adds its own
+    entry, and collections read the tags from their links."""
+    root = tmp_path / "root"
+    config = load_config(None, {"berth.gc.grace": GRACE}, environ={})
+    a_driver, b_driver = _TagGatedDriver(root), _TagGatedDriver(root)
+    a, b = Registry.assemble(a_driver, config), Registry.assemble(b_driver, config)
+    try:
+        data = b"{}"
+        digest = sha(data)
+        index = paths.tag_index("app")
+        a_gate = Gate("put", index.key("a"))  # A has listed the links: only `a` is there
+        a_driver.gates.append(a_gate)
+        a_push = asyncio.create_task(a.tags.set("app", "a", digest))
+        await asyncio.wait_for(a_gate.reached.wait(), 10)
+        b_gate = Gate("is_object", index.complete, nth=2)  # B's second look at the marker
+        b_driver.gates.append(b_gate)
+        b_push = asyncio.create_task(b.tags.set("app", "b", digest))
+        await asyncio.wait_for(b_gate.reached.wait(), 10)
+        a_gate.go.set()
+        await a_push  # A's index: complete, from its listing
+        b_gate.go.set()
+        await b_push
+        assert await a.tags.names("app") == ["a", "b"]
+        assert await a.tags.linked("app") == ["a", "b"]
+    finally:
+        await a.close()
+        await b.close()

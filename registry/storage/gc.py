@@ -234,7 +234,7 @@ class GarbageCollector:
         children (each once: nested indexes are walked without repeats), and referrers
         of anything reached."""
         pending = []
-        for tag in await self.registry.tags.names(name):
+        for tag in await self.registry.tags.linked(name):  # (the links, not the index)
             if tag in gone:
                 continue
             target = await read_link(self.driver, paths.tag_link(name, tag))

@@ -90,7 +90,7 @@ class Retention:
         async def state(tag: str) -> TagState | None:
             return await self._state(name, tag)
 
-        found = await each(IN_FLIGHT, await self.registry.tags.names(name), state)
+        found = await each(IN_FLIGHT, await self.registry.tags.linked(name), state)
         return [s for s in found if s is not None]
 
     async def _state(self, name: str, tag: str) -> TagState | None:

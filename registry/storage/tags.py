@@ -46,10 +46,11 @@ class TagStore:
         if new and self.usage is not None:
             await self.usage.change(name, tags=1)
         index = self._index(name)
-        if await index.is_complete():
-            await index.add(tag)
-        else:  # (a repository's first tag, or tags from before the index)
+        if not await index.is_complete():  # (a repository's first tag, or older tags)
             await index.ensure(lambda: self._linked(name))
+        # Always this tag's own entry as well: another replica's first tag may have made
+        # the index complete from a listing taken before this tag's link was written.
+        await index.add(tag)
 
     async def check_push(self, name: str, tag: str, digest: Digest) -> None:
         """Refuse moving an immutable tag to another digest (one read, for such tags only)."""
@@ -121,6 +122,10 @@ class TagStore:
         if await index.is_complete():
             return await index.select(_any, after, limit)
         return select_from(await self._linked(name), _any, after, limit)
+
+    async def linked(self, name: str) -> list[str]:
+        """Every tag with a link, the index aside (the truth; one listing)."""
+        return await self._linked(name)
 
     async def _linked(self, name: str) -> list[str]:
         try:
