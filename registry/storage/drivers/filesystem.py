@@ -15,6 +15,7 @@ import errno
 import io
 import os
 import shutil
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -143,6 +144,8 @@ class FilesystemDriver(StorageDriver):
             except FileNotFoundError:
                 if attempt == _CREATE_ATTEMPTS - 1 or not retry():
                     raise
+                if attempt >= 10:  # losing in a row (a busy machine): let the pruner finish
+                    time.sleep(0.001 * min(attempt, 50))
         raise AssertionError("unreachable")
 
     def _prune(self, directory: Path) -> None:
