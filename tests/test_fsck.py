@@ -78,7 +78,10 @@ class Disk:
 
     def snapshot(self) -> dict[str, Any]:
         return {str(p): (p.read_bytes(), p.stat().st_mtime_ns) for p in self.root.rglob("*")
-                if p.is_file()}
+                if p.is_file() and HEALTH not in str(p)}
+
+
+HEALTH = "/_health/"  # the server's readiness probe writes there every few seconds
 
 
 class Bucket:
@@ -109,7 +112,8 @@ class Bucket:
         for page in self.client.get_paginator("list_objects_v2").paginate(
                 Bucket=self.bucket, Prefix=f"{self.prefix}/"):
             for item in page.get("Contents", []):
-                found[item["Key"]] = (item["ETag"], item["LastModified"])
+                if HEALTH not in item["Key"]:
+                    found[item["Key"]] = (item["ETag"], item["LastModified"])
         return found
 
 

@@ -28,13 +28,14 @@ from .helpers import (
 from .servers import BerthServer, DistributionServer
 
 Snapshot = dict[str, tuple[bytes, Any]]
+HEALTH = "_health/"  # the server's readiness probe (not a read) writes there every 10 s
 
 
 def snapshot(server: BerthServer, s3: S3Endpoint | None) -> Snapshot:
     """Every stored object: its bytes and when it was last written."""
     if s3 is None:
         return {str(p.relative_to(server.root)): (p.read_bytes(), p.stat().st_mtime_ns)
-                for p in sorted(server.root.rglob("*")) if p.is_file()}
+                for p in sorted(server.root.rglob("*")) if p.is_file() and HEALTH not in str(p)}
     import boto3
 
     bucket = boto3.client("s3", endpoint_url=s3.url, region_name=s3.region,
@@ -44,6 +45,8 @@ def snapshot(server: BerthServer, s3: S3Endpoint | None) -> Snapshot:
     for page in bucket.get_paginator("list_objects_v2").paginate(Bucket=s3.bucket,
                                                                  Prefix=prefix + "/"):
         for obj in page.get("Contents", []):
+            if HEALTH in obj["Key"]:
+                continue
             body = bucket.get_object(Bucket=s3.bucket, Key=obj["Key"])["Body"].read()
             found[obj["Key"]] = (body, (obj["LastModified"], obj["ETag"]))
     return found
