@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
+import socket
 import ssl
 from collections.abc import Callable, Sequence
 
@@ -44,8 +46,11 @@ HANDLER_ARGS = {"max_line_size": 1 << 20, "max_field_size": 1 << 16}
 
 
 def build_app(
-    config: Config, registry: Registry | None = None, middlewares: Sequence[Middleware] = ()
+    config: Config, registry: Registry | None = None, middlewares: Sequence[Middleware] = (),
+    host_jobs: bool = True,
 ) -> web.Application:
+    """The application; `host_jobs`: also run the background work that one process per
+    host does (catalog index, upload purging, scheduled GC, the scrub: worker 0's)."""
     gate: list[Middleware] = []
     app = web.Application(handler_args=HANDLER_ARGS)
     if config.auth is not None:
@@ -70,9 +75,10 @@ def build_app(
     tags.routes(app)
     referrers.routes(app)
     app.cleanup_ctx.append(health.checking)
-    app.cleanup_ctx.extend([background.catalog_index, background.upload_purging,
-                            background.scheduled_gc, background.scheduled_scrub,
-                            background.pull_records, background.notifications])
+    if host_jobs:
+        app.cleanup_ctx.extend([background.catalog_index, background.upload_purging,
+                                background.scheduled_gc, background.scheduled_scrub])
+    app.cleanup_ctx.extend([background.pull_records, background.notifications])
     app.on_startup.insert(0, background.layout_check)  # before any background work
     app.on_cleanup.append(background.close_registry)
     return app
@@ -169,10 +175,22 @@ def _apply_reload(app: web.Application, reload: Callable[[], Config] | None) -> 
         log.info("config reloaded (read-only mode %s)", "on" if read_only else "off")
 
 
-async def _run(config: Config, reload: Callable[[], Config] | None = None) -> None:
+@dataclasses.dataclass
+class Worker:
+    """One of `count` processes (registry/workers.py), serving sockets it inherited: the
+    main listener's, then the debug listener's."""
+
+    index: int
+    count: int
+    sockets: list[socket.socket]
+
+
+async def _run(config: Config, reload: Callable[[], Config] | None = None,
+               worker: Worker | None = None) -> None:
     host, port = split_address(config.http.addr)
     in_flight = InFlight()
-    app = build_app(config, middlewares=[in_flight.middleware])
+    app = build_app(config, middlewares=[in_flight.middleware],
+                    host_jobs=worker is None or worker.index == 0)
     access_log = logging.getLogger("registry.access")  # (the metrics need it even when off)
     access_log.disabled = config.log.accesslog.disabled
     runner = SpecRunner(app, access_log=access_log,
@@ -184,19 +202,30 @@ async def _run(config: Config, reload: Callable[[], Config] | None = None) -> No
     debug_runner: web.AppRunner | None = None
     try:
         tls = tls_context(config.http.tls) if config.http.tls else None
-        site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=tls)
+        site: web.BaseSite
+        if worker is not None:
+            site = web.SockSite(runner, worker.sockets[0], ssl_context=tls)
+        else:
+            site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=tls)
         await site.start()
         if config.http.debug.addr is not None:
             debug_host, debug_port = split_address(config.http.debug.addr)
             debug_runner = web.AppRunner(debug_app(app), access_log=None)
             await debug_runner.setup()
-            await web.TCPSite(debug_runner, debug_host, debug_port, reuse_address=True).start()
-            log.info("debug listener (health, metrics) on http://%s:%d", debug_host,
-                     debug_port)
-        log.info("berth registry listening on %s://%s:%d (storage: %s%s%s)",
-                 "https" if tls else "http", host, port, app[REGISTRY].driver.name,
-                 ", auth" if config.auth else "",
-                 ", read-only" if app[REGISTRY].read_only else "")
+            if worker is not None:
+                await web.SockSite(debug_runner, worker.sockets[1]).start()
+            else:
+                await web.TCPSite(debug_runner, debug_host, debug_port,
+                                  reuse_address=True).start()
+            if worker is None or worker.index == 0:
+                log.info("debug listener (health, metrics) on http://%s:%d", debug_host,
+                         debug_port)
+        if worker is None or worker.index == 0:
+            log.info("berth registry listening on %s://%s:%d (storage: %s%s%s%s)",
+                     "https" if tls else "http", host, port, app[REGISTRY].driver.name,
+                     ", auth" if config.auth else "",
+                     ", read-only" if app[REGISTRY].read_only else "",
+                     f", {worker.count} workers" if worker else "")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -231,10 +260,11 @@ async def _run(config: Config, reload: Callable[[], Config] | None = None) -> No
     log.info("stopped")
 
 
-def serve(config: Config, reload: Callable[[], Config] | None = None) -> None:
+def serve(config: Config, reload: Callable[[], Config] | None = None,
+          worker: Worker | None = None) -> None:
     """Run until SIGINT/SIGTERM; requests in flight get `http.draintimeout` to finish.
     `reload` reads the configuration again (on SIGHUP)."""
-    configure_logging(config)
-    asyncio.run(_run(config, reload))
+    configure_logging(config, worker.index if worker is not None else None)
+    asyncio.run(_run(config, reload, worker))
     for sig in (signal.SIGINT, signal.SIGTERM):  # stopped already: exiting, say 0
         signal.signal(sig, signal.SIG_IGN)

@@ -21,7 +21,8 @@ from .config import Config, ConfigError, load_config, parse_duration
 if TYPE_CHECKING:
     from .storage import Registry
 
-FLAGS = {"http.addr": "--listen", "storage.filesystem.rootdirectory": "--root"}
+FLAGS = {"http.addr": "--listen", "storage.filesystem.rootdirectory": "--root",
+         "http.workers": "--workers"}
 
 
 def _config(config_file: str | None, **overrides: str | None) -> Config:
@@ -56,15 +57,34 @@ root_option = click.option(
 @config_option
 @click.option("--listen", metavar="HOST:PORT", help="address to serve on (http.addr)")
 @root_option
-def serve(config_file: str | None, listen: str | None, root: str | None) -> None:
+@click.option("--workers", type=click.IntRange(1, 256),
+              help="processes serving requests (http.workers; default: one per CPU)")
+@click.option("--worker", "worker_spec", hidden=True)  # (set by the supervisor)
+def serve(config_file: str | None, listen: str | None, root: str | None,
+          workers: int | None, worker_spec: str | None) -> None:
     """Run the registry (defaults: 127.0.0.1:5000, disk storage under ./data)."""
+    from .app import Worker
     from .app import serve as run
     from .storage.layout import LayoutError
+    from .workers import WorkerSpec, supervise, worker_count
 
-    overrides = {"http.addr": listen, "storage.filesystem.rootdirectory": root}
+    overrides = {"http.addr": listen, "storage.filesystem.rootdirectory": root,
+                 "http.workers": str(workers) if workers else None}
     config = _config(config_file, **overrides)
+    worker = None
     try:
-        run(config, reload=lambda: load_config(config_file, overrides, flags=FLAGS))
+        if worker_spec is not None:
+            spec = WorkerSpec.parse(worker_spec)
+            worker = Worker(spec.index, spec.count, spec.sockets())
+        elif (count := worker_count(config)) > 1:
+            argv = [sys.executable, "-m", "client.cli", "serve"]
+            for flag, value in (("--config", config_file), ("--listen", listen),
+                                ("--root", root)):
+                if value is not None:
+                    argv += [flag, value]
+            sys.exit(supervise(config, argv, count))
+        run(config, reload=lambda: load_config(config_file, overrides, flags=FLAGS),
+            worker=worker)
     except ConfigError as exc:
         click.echo(f"berth: config error: {exc}", err=True)
         sys.exit(2)

@@ -251,6 +251,8 @@ class HTTPSettings(Section):
     # clear: refused unless set (e.g. behind a proxy that terminates TLS).
     insecure: bool = False
     debug: DebugSettings = DebugSettings()
+    # Berth: processes serving the listeners (docs/operations.md); none: one per CPU
+    workers: int | None = Field(None, ge=1, le=256)
     secret: Ignored = None
     headers: Ignored = None
     relativeurls: Ignored = None
@@ -509,6 +511,17 @@ class QuotaRule(Section):
         return self
 
 
+class CacheSettings(Section):
+    """What each process keeps in memory to answer manifest reads (docs/consistency.md)."""
+
+    manifests: int = Field(64 * MiB, ge=0)  # manifest bytes kept, by digest (immutable)
+    # Where storage gives no change tokens (S3): how long a tag's digest, or a
+    # repository's holding a manifest, read by one process may go unchecked (0: never).
+    ttl: Duration = 1.0
+
+    _sizes = field_validator("manifests", mode="before")(parse_size)
+
+
 class BerthSettings(Section):
     """Settings with no counterpart in distribution's config."""
 
@@ -516,6 +529,7 @@ class BerthSettings(Section):
     scrub: ScrubSettings = ScrubSettings()
     retention: RetentionSettings = RetentionSettings()
     immutabletags: tuple[ImmutableTagRule, ...] = ()
+    cache: CacheSettings = CacheSettings()
 
 
     quotas: tuple[QuotaRule, ...] = ()  # the first rule whose pattern matches applies

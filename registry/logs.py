@@ -52,10 +52,13 @@ class TextFormatter(logging.Formatter):
         return f"{line} request_id={request_id}" if request_id else line
 
 
-def configure_logging(config: Config) -> None:
+def configure_logging(config: Config, worker: int | None = None) -> None:
+    """Logging as the config says; a worker's lines (registry/workers.py) say which."""
     level = {"warn": "WARNING"}.get(config.log.level, config.log.level.upper())
     handler = logging.StreamHandler()
     fields = dict(config.log.fields)
+    if worker is not None:
+        fields["worker"] = str(worker)
     handler.setFormatter(JsonFormatter(fields) if config.log.formatter == "json"
                          else TextFormatter(fields))
     handler.addFilter(_RequestId())

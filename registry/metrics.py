@@ -5,6 +5,9 @@ Names and labels follow the CNCF distribution registry where the concept is the 
 action), so its dashboards work unchanged; the rest are `berth_*`. Labels are bounded
 sets: route names, methods, status codes, driver actions, outcomes — never a digest or a
 user, and a repository only for the repositories a quota rule covers.
+
+With several workers (registry/workers.py) prometheus_client's multiprocess mode keeps
+the values in files every worker's `/metrics` adds up; each gauge says how.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import platform
 from importlib.metadata import PackageNotFoundError, version
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -21,7 +24,7 @@ _DURATIONS = (.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 25, 60)
 _SIZES = tuple(1024.0 * 2 ** i for i in range(22))  # 1 KiB … 2 GiB
 
 HTTP_IN_FLIGHT = Gauge("registry_http_in_flight_requests", "The in-flight HTTP requests",
-                       ["handler"], registry=REGISTRY)
+                       ["handler"], registry=REGISTRY, multiprocess_mode="livesum")
 HTTP_REQUESTS = Counter("registry_http_requests", "Total number of HTTP requests made.",
                         ["handler", "code", "method"], registry=REGISTRY)
 HTTP_DURATION = Histogram("registry_http_request_duration_seconds",
@@ -63,20 +66,24 @@ PURGED_UPLOADS = Counter("berth_uploads_purged", "Abandoned upload sessions purg
 SCRUB_RUNS = Counter("berth_scrub_runs", "Background scrubs, by outcome (done, failed).",
                      ["outcome"], registry=REGISTRY)
 SCRUB_PROBLEMS = Gauge("berth_scrub_problems", "Problems the latest scrub found (0: clean).",
-                       registry=REGISTRY)
+                       registry=REGISTRY, multiprocess_mode="mostrecent")
 SCRUB_BYTES = Counter("berth_scrub_verified_bytes", "Blob bytes scrubs read and verified.",
                       registry=REGISTRY)
 
 # Per repository, but only for repositories a quota rule covers (their number is the
 # operator's choice), set by each garbage collection's exact recount.
 QUOTA_USED_BYTES = Gauge("berth_quota_used_bytes", "Stored bytes a repository's quota "
-                         "counts, as of the latest recount.", ["repository"], registry=REGISTRY)
+                         "counts, as of the latest recount.", ["repository"], registry=REGISTRY,
+                         multiprocess_mode="mostrecent")
 QUOTA_LIMIT_BYTES = Gauge("berth_quota_limit_bytes", "A repository's maxbytes quota.",
-                          ["repository"], registry=REGISTRY)
+                          ["repository"], registry=REGISTRY,
+                         multiprocess_mode="mostrecent")
 QUOTA_USED_TAGS = Gauge("berth_quota_used_tags", "Tags a repository's quota counts, as of "
-                        "the latest recount.", ["repository"], registry=REGISTRY)
+                        "the latest recount.", ["repository"], registry=REGISTRY,
+                         multiprocess_mode="mostrecent")
 QUOTA_LIMIT_TAGS = Gauge("berth_quota_limit_tags", "A repository's maxtags quota.",
-                         ["repository"], registry=REGISTRY)
+                         ["repository"], registry=REGISTRY,
+                         multiprocess_mode="mostrecent")
 
 EVENTS_SENT = Counter("berth_events_sent", "Events an endpoint accepted.", ["endpoint"],
                       registry=REGISTRY)
@@ -85,9 +92,11 @@ EVENTS_FAILED = Counter("berth_events_failed_deliveries", "Deliveries that faile
 EVENTS_DROPPED = Counter("berth_events_dropped", "Events dropped: the endpoint's queue was "
                          "full.", ["endpoint"], registry=REGISTRY)
 EVENTS_PENDING = Gauge("berth_events_pending", "Events queued for an endpoint.",
-                       ["endpoint"], registry=REGISTRY)
+                       ["endpoint"], registry=REGISTRY, multiprocess_mode="livesum")
 
-BUILD = Info("berth_build", "The running Berth.", registry=REGISTRY)
+# (an Info metric in spirit: multiprocess mode has none)
+BUILD = Gauge("berth_build_info", "The running Berth: always 1.", ["version", "python"],
+              registry=REGISTRY, multiprocess_mode="max")
 
 
 def _version() -> str:
@@ -97,4 +106,4 @@ def _version() -> str:
         return "unknown"
 
 
-BUILD.info({"version": _version(), "python": platform.python_version()})
+BUILD.labels(_version(), platform.python_version()).set(1)

@@ -107,7 +107,7 @@ class BerthServer(ServerProcess):
     def start(self) -> BerthServer:
         config_file = self.workdir / "config.yml"
         config = {
-            "http": {"addr": self.host},
+            "http": {"addr": self.host, "workers": 1},  # (a test asks for more)
             "storage": {"filesystem": {"rootdirectory": str(self.root)}},
             "log": {"level": "info"},
         }
@@ -148,7 +148,7 @@ class DistributionServer(ServerProcess):
                 "filesystem": {"rootdirectory": str(self.workdir / "distribution-data")},
                 "delete": {"enabled": True},
             },
-            "http": {"addr": self.host},
+            "http": {"addr": self.host, "workers": 1},  # (a test asks for more)
         }
         _merge(config, self.config)
         config_file = self.workdir / "distribution.yml"

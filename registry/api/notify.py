@@ -45,15 +45,23 @@ def _url(request: web.Request, name: str, kind: str, digest: Digest) -> str:
     return f"{request.scheme}://{request.host}/v2/{name}/{kind}/{digest}"
 
 
-def _send(request: web.Request, events: list[Event]) -> None:
+def _notifier(request: web.Request) -> Notifier | None:
+    """Where events go; None without endpoints (then no event is even built)."""
     notifier = request.app.get(NOTIFIER)
-    if notifier is not None and notifier.enabled:
+    return notifier if notifier is not None and notifier.enabled else None
+
+
+def _send(request: web.Request, events: list[Event]) -> None:
+    notifier = _notifier(request)
+    if notifier is not None:
         notifier.emit(events)
 
 
 def manifest(request: web.Request, action: str, name: str, info: ManifestInfo,
              tags: list[str] | None = None) -> None:
     """A manifest pushed or pulled: one event per tag (distribution's way), or one."""
+    if _notifier(request) is None:
+        return
     target = {"mediaType": info.media_type, "digest": str(info.digest), "size": info.size,
               "length": info.size, "repository": name,
               "url": _url(request, name, "manifests", info.digest)}
@@ -63,6 +71,8 @@ def manifest(request: web.Request, action: str, name: str, info: ManifestInfo,
 
 def blob(request: web.Request, action: str, name: str, digest: Digest, size: int | None,
          source: str | None = None) -> None:
+    if _notifier(request) is None:
+        return
     _send(request, [_event(request, action, {
         "mediaType": BLOB_TYPE, "digest": str(digest), "size": size, "length": size,
         "repository": name, "fromRepository": source,
@@ -70,5 +80,7 @@ def blob(request: web.Request, action: str, name: str, digest: Digest, size: int
 
 
 def deleted(request: web.Request, name: str, digest: Digest | None, tag: str | None) -> None:
+    if _notifier(request) is None:
+        return
     _send(request, [_event(request, "delete", {
         "digest": str(digest) if digest else None, "repository": name, "tag": tag})])

@@ -54,11 +54,14 @@ class Registry:
         quotas = Quotas(driver, config.berth.quotas, usage) if usage is not None else None
         uses = UseRecords(driver, config.berth.gc.grace)
         blobs = BlobStore(driver, repositories, uses, usage, quotas)
-        tags = TagStore(driver, ImmutableTags(config.berth.immutabletags), usage)
+        cache = config.berth.cache
+        tags = TagStore(driver, ImmutableTags(config.berth.immutabletags), usage,
+                        cache_ttl=cache.ttl)
         policy = config.validation.manifests.urls
         manifests = ManifestStore(
             driver, blobs, tags, uses, UrlPolicy(policy.allow, policy.deny),
             max_bytes=config.berth.manifest_max_bytes, validate=not config.validation.disabled,
+            cache_bytes=cache.manifests,
         )
         return cls(driver, blobs, UploadStore(driver, blobs), manifests, tags, repositories,
                    uses, config.berth.gc, usage,

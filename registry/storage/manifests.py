@@ -2,7 +2,9 @@
 
 Manifest bytes are stored as blobs, exactly as pushed; a repository holds a revision
 link per manifest digest. Metadata parsed from a manifest (media type, artifact type,
-subject) depends only on its digest, so it is cached per process without invalidation.
+subject) and its bytes depend only on its digest, so they are cached per process without
+invalidation (the bytes up to `berth.cache.manifests`); which digest a tag names, and
+whether a repository holds a digest, are cached for reads as linkcache.py says.
 """
 
 from __future__ import annotations
@@ -44,13 +46,17 @@ def tag_or_digest(reference: str) -> Digest | str:
 class ManifestStore:
     def __init__(
         self, driver: StorageDriver, blobs: BlobStore, tags: TagStore, uses: UseRecords,
-        url_policy: UrlPolicy, max_bytes: int, validate: bool = True,
+        url_policy: UrlPolicy, max_bytes: int, validate: bool = True, cache_bytes: int = 0,
     ) -> None:
         self.driver, self.blobs, self.tags, self.uses = driver, blobs, tags, uses
         self.url_policy = url_policy
         self.max_bytes = max_bytes
         self.validate = validate
+        self.links = tags.links  # one cache of what reads learned from links
         self._info: OrderedDict[Digest, ManifestInfo] = OrderedDict()
+        self._content: OrderedDict[Digest, bytes] = OrderedDict()
+        self._content_bytes = 0
+        self.cache_bytes = cache_bytes
 
     # -- reading ------------------------------------------------------------------
 
@@ -58,9 +64,10 @@ class ManifestStore:
         return await link_exists(self.driver, paths.revision_link(name, digest))
 
     async def resolve(self, name: str, reference: str) -> Digest:
+        """The digest a reference names, for a read."""
         ref = tag_or_digest(reference)
         if isinstance(ref, Digest):
-            if not await self.exists(name, ref):
+            if not await self.links.present(paths.revision_link(name, ref)):
                 raise errors.ManifestUnknown(detail={"digest": reference})
             return ref
         if not is_valid_tag(ref):
@@ -76,6 +83,11 @@ class ManifestStore:
 
     async def get(self, name: str, reference: str) -> tuple[ManifestInfo, bytes]:
         digest = await self.resolve(name, reference)
+        data = self._content.get(digest)
+        info = self._info.get(digest)
+        if data is not None and info is not None:
+            self._content.move_to_end(digest)
+            return info, data
         return await self._load(name, digest)
 
     async def _load(self, name: str, digest: Digest) -> tuple[ManifestInfo, bytes]:
@@ -85,6 +97,7 @@ class ManifestStore:
             raise errors.ManifestUnknown(detail={"digest": str(digest)}) from None
         cached = self._info.get(digest)
         if cached is not None:
+            self._keep_content(digest, data)
             return cached, data
         info, declared = await off_loop(len(data), describe, data, digest, None)
         if not declared:
@@ -92,6 +105,7 @@ class ManifestStore:
             if pushed is not None:
                 info, _ = await off_loop(len(data), describe, data, digest, pushed)
         self._cache(info)
+        self._keep_content(digest, data)
         return info, data
 
     async def _pushed_type(self, name: str, digest: Digest) -> str | None:
@@ -104,6 +118,16 @@ class ManifestStore:
         self._info[info.digest] = info
         while len(self._info) > _INFO_CACHE:
             self._info.popitem(last=False)
+
+    def _keep_content(self, digest: Digest, data: bytes) -> None:
+        """Keep a manifest's bytes (least recently used out first; none over 1/16 of
+        the budget, so one huge index cannot flush the rest)."""
+        if len(data) > self.cache_bytes // 16 or digest in self._content:
+            return
+        self._content[digest] = data
+        self._content_bytes += len(data)
+        while self._content_bytes > self.cache_bytes:
+            self._content_bytes -= len(self._content.popitem(last=False)[1])
 
     # -- writing ------------------------------------------------------------------
 
@@ -166,6 +190,7 @@ class ManifestStore:
                 "collection grace period); nothing was published: push it again")
         new = await self.blobs.is_new(name, digest)
         await write_link(self.driver, paths.revision_link(name, digest), digest)
+        self.links.forget(paths.revision_link(name, digest))
         if new:
             await self.blobs.count(name, digest, len(data))
         if info.subject is not None:
@@ -174,6 +199,7 @@ class ManifestStore:
             )
         await self._set_tags(name, list(tags), digest)
         self._cache(info)
+        self._keep_content(digest, data)
         return info
 
     async def _set_tags(self, name: str, tags: list[str], digest: Digest) -> None:
@@ -237,6 +263,7 @@ class ManifestStore:
         if subject is not None:
             await delete_link(self.driver, paths.referrer_link(name, subject, digest))
         await delete_link(self.driver, paths.revision_link(name, digest))
+        self.links.forget(paths.revision_link(name, digest))
         await self.blobs.uncount(name, digest)
 
     # -- referrers ----------------------------------------------------------------

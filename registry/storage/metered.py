@@ -5,7 +5,7 @@ no driver carries metrics code of its own."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from typing import BinaryIO, TypeVar
 
 from .. import metrics
@@ -19,6 +19,7 @@ class MeteredDriver(StorageDriver):
         self.inner = inner
         self.name = inner.name
         self.time_resolution = inner.time_resolution
+        self.has_versions = inner.has_versions
         self._timers = {a: metrics.STORAGE_ACTION.labels(inner.name, a) for a in _ACTIONS}
         self._errors = {a: metrics.STORAGE_ERRORS.labels(inner.name, a) for a in _ACTIONS}
 
@@ -49,6 +50,9 @@ class MeteredDriver(StorageDriver):
 
     async def is_object(self, path: str) -> bool:
         return await self._timed("Stat", lambda: self.inner.is_object(path))
+
+    def version(self, path: str) -> Hashable | None:
+        return self.inner.version(path)  # (not an action: no I/O to time)
 
     async def list_dir(self, path: str) -> list[str]:
         return await self._timed("List", lambda: self.inner.list_dir(path))

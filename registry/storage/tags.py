@@ -14,14 +14,16 @@ from . import paths
 from .drivers.base import PathNotFoundError, StorageDriver
 from .immutability import ImmutableTags
 from .index import FlatIndex, select_from
+from .linkcache import LinkCache
 from .links import link_exists, read_link, write_link
 from .usage import UsageCounter
 
 
 class TagStore:
     def __init__(self, driver: StorageDriver, immutable: ImmutableTags | None = None,
-                 usage: UsageCounter | None = None) -> None:
+                 usage: UsageCounter | None = None, cache_ttl: float = 0.0) -> None:
         self.driver = driver
+        self.links = LinkCache(driver, cache_ttl)  # for `resolve` (reads) only
         self.immutable = immutable or ImmutableTags()
         self.usage = usage  # counts tags created and removed (docs/quotas.md)
         self._indexes: dict[str, FlatIndex] = {}
@@ -35,7 +37,8 @@ class TagStore:
         return index
 
     async def resolve(self, name: str, tag: str) -> Digest:
-        digest = await read_link(self.driver, paths.tag_link(name, tag))
+        """The digest a tag names, for a read (linkcache.py says how fresh)."""
+        digest = await self.links.digest(paths.tag_link(name, tag))
         if digest is None:
             raise errors.ManifestUnknown(detail={"tag": tag})
         return digest
@@ -43,6 +46,7 @@ class TagStore:
     async def set(self, name: str, tag: str, digest: Digest) -> None:
         new = await self._counted(name, tag, exists=False)
         await write_link(self.driver, paths.tag_link(name, tag), digest)
+        self.links.forget(paths.tag_link(name, tag))
         if new and self.usage is not None:
             await self.usage.change(name, tags=1)
         index = self._index(name)
@@ -81,6 +85,7 @@ class TagStore:
         existed = await self._counted(name, tag, exists=True)
         await self._index(name).remove(tag)
         await self.driver.delete(paths.tag(name, tag))
+        self.links.forget(paths.tag_link(name, tag))
         if existed and self.usage is not None:
             await self.usage.change(name, tags=-1)
 

@@ -7,7 +7,7 @@ Paths are `/`-separated keys relative to the driver's root, e.g.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -85,6 +85,8 @@ class StorageDriver(abc.ABC):
     # How coarse the modification times of `stat` are, in seconds (S3's HEAD: whole
     # seconds); garbage collection widens its margins by it.
     time_resolution: float = 0.0
+    # Whether `version` gives tokens (local storage); without, readers' caches use a TTL
+    has_versions: bool = False
 
     @property
     def location(self) -> str:
@@ -110,6 +112,16 @@ class StorageDriver(abc.ABC):
             return not (await self.stat(path)).is_dir
         except PathNotFoundError:
             return False
+
+    def version(self, path: str) -> Hashable | None:
+        """A token that stays equal while the object at `path` is unchanged, answered
+        without I/O that could block (a `stat` of a local file), so that readers can keep
+        what they read of a small object (a tag link) and only re-read it when the token
+        changes. None: the driver cannot vouch for the object at the moment (an object
+        store, or a file written too recently for its timestamps to tell two versions
+        apart); the caller reads it. Raises PathNotFoundError when the driver can tell
+        cheaply that nothing is there."""
+        return None
 
     @abc.abstractmethod
     async def list_dir(self, path: str) -> list[str]:

@@ -15,6 +15,7 @@ import errno
 import io
 import os
 import shutil
+import stat
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -36,6 +37,8 @@ from .base import (
 T = TypeVar("T")
 READ_CHUNK = 1024 * 1024
 _FULL = (errno.ENOSPC, errno.EDQUOT)
+# A file modified less than this long ago has no trusted version (see `version`)
+_RACY = 1.0
 _CREATE_ATTEMPTS = 100  # each lost only to a prune that fell between two system calls
 
 
@@ -98,6 +101,7 @@ class _FileAppender(Appender):
 
 class FilesystemDriver(StorageDriver):
     name = "filesystem"
+    has_versions = True
 
     def __init__(self, root: str | Path, max_threads: int = 32, fsync: bool = True) -> None:
         self.root = Path(root).resolve()
@@ -125,6 +129,25 @@ class FilesystemDriver(StorageDriver):
 
     async def get(self, path: str) -> bytes:
         return await self.run(self._path(path).read_bytes)
+
+    def version(self, path: str) -> tuple[int, int, int, int] | None:
+        """A `stat` on the event loop (metadata the kernel has cached: microseconds).
+        Every `put` renames a new file into place, so the inode changes; but a freed
+        inode number can come back, and timestamps are coarse (a few milliseconds), so a
+        file replaced twice within one tick could look unchanged. Hence no token for a
+        file modified within the last second: any later replacement then has a later
+        modification time than the one recorded."""
+        try:
+            found = os.stat(os.path.join(self.root, *key_parts(path)))
+        except (FileNotFoundError, NotADirectoryError):
+            raise PathNotFoundError(path) from None
+        except OSError:
+            return None  # (the read that follows reports it)
+        if not stat.S_ISREG(found.st_mode):
+            raise PathNotFoundError(path)
+        if time.time() - found.st_mtime < _RACY:
+            return None
+        return found.st_ino, found.st_mtime_ns, found.st_ctime_ns, found.st_size
 
     def _in_directory(self, target: Path, operation: Callable[[], T],
                       retry: Callable[[], bool] = lambda: True) -> T:

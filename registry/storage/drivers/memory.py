@@ -44,6 +44,7 @@ class _MemoryAppender(Appender):
 
 class MemoryDriver(StorageDriver):
     name = "inmemory"
+    has_versions = True
 
     def __init__(self) -> None:
         self._objects: dict[str, tuple[bytes, float]] = {}
@@ -64,6 +65,13 @@ class MemoryDriver(StorageDriver):
 
     async def get(self, path: str) -> bytes:
         return self._object(path)
+
+    def version(self, path: str) -> tuple[bytes, float]:
+        """The stored content and time themselves: equal only while unchanged."""
+        try:
+            return self._objects[_clean(path)]
+        except KeyError:
+            raise PathNotFoundError(path) from None
 
     async def put(self, path: str, data: bytes) -> None:
         self._store(_clean(path), bytes(data))
