@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import signal
 import socket
 import ssl
@@ -127,6 +128,15 @@ class InFlight:
                 return
 
 
+async def _orphaned(parent: int, stop: asyncio.Event) -> None:
+    """A worker whose supervisor is gone (killed: it could not pass SIGTERM on) stops
+    as if told to, rather than serve on unsupervised."""
+    while os.getppid() == parent:
+        await asyncio.sleep(1.0)
+    log.error("the supervisor (pid %d) is gone: stopping", parent)
+    stop.set()
+
+
 def tls_context(settings: TLSSettings) -> ssl.SSLContext:
     """Server-side TLS: 1.2 or newer, the certificate chain and key from PEM files, and
     client certificates required when `clientcas` is set."""
@@ -183,6 +193,7 @@ class Worker:
     index: int
     count: int
     sockets: list[socket.socket]
+    parent: int  # the supervisor
 
 
 async def _run(config: Config, reload: Callable[[], Config] | None = None,
@@ -241,7 +252,8 @@ async def _run(config: Config, reload: Callable[[], Config] | None = None,
                 task.add_done_callback(reloads.discard)
 
         loop.add_signal_handler(signal.SIGHUP, hangup)
-        await stop.wait()
+        async with background.running(_orphaned(worker.parent, stop) if worker is not None else None):
+            await stop.wait()
         app[HEALTH].draining = True  # /readyz says so first
         log.info("shutting down: %d requests in flight", in_flight.count)
         if config.http.shutdowndelay > 0:

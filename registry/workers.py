@@ -47,15 +47,18 @@ class WorkerSpec:
     index: int
     count: int
     fds: tuple[int, ...]  # the main listener's socket, then the debug listener's (if any)
+    parent: int  # the supervisor's pid
 
     def __str__(self) -> str:
-        return f"{self.index}/{self.count}:{','.join(map(str, self.fds))}"
+        return f"{self.index}/{self.count}:{','.join(map(str, self.fds))}@{self.parent}"
 
     @classmethod
     def parse(cls, text: str) -> WorkerSpec:
+        text, _, parent = text.partition("@")
         who, _, fds = text.partition(":")
         index, _, count = who.partition("/")
-        return cls(int(index), int(count), tuple(int(fd) for fd in fds.split(",") if fd))
+        return cls(int(index), int(count), tuple(int(fd) for fd in fds.split(",") if fd),
+                   int(parent))
 
     def sockets(self) -> list[socket.socket]:
         return [socket.socket(fileno=fd) for fd in self.fds]
@@ -134,7 +137,7 @@ class Supervisor:
         self.stopping = False
         self.hangups = 0
         self._sockets: list[socket.socket] = []
-        self._metrics_dir = tempfile.mkdtemp(prefix="berth-metrics-")
+        self._metrics_dir = ""
 
     def bind(self) -> list[_Worker]:
         """Every worker's sockets, on the same ports (a port 0 is what the first got)."""
@@ -150,7 +153,7 @@ class Supervisor:
         return workers
 
     def _spawn(self, worker: _Worker) -> None:
-        spec = WorkerSpec(worker.index, self.count, worker.fds)
+        spec = WorkerSpec(worker.index, self.count, worker.fds, os.getpid())
         env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": self._metrics_dir}
         # SIGHUP ignored until the worker's loop handles it (an ignored signal stays
         # ignored across exec): else one sent while it starts would end it
@@ -164,7 +167,8 @@ class Supervisor:
                 worker.proc.send_signal(sig)
 
     def run(self) -> int:
-        workers = self.bind()
+        workers = self.bind()  # (first: a port in use is an error before anything else)
+        self._metrics_dir = tempfile.mkdtemp(prefix="berth-metrics-")
         stop_signal: list[int] = [signal.SIGTERM]
 
         def stop(sig: int, _: FrameType | None) -> None:

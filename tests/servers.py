@@ -45,8 +45,8 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: floa
                 warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
                 if requests.get(url, timeout=1, verify=False).status_code in (200, 401):
                     return
-        except requests.ConnectionError:
-            pass
+        except (requests.ConnectionError, requests.Timeout):  # (Timeout: a supervisor's
+            pass  # socket takes connections before its workers serve them)
         time.sleep(0.05)
     raise RuntimeError(f"server not ready after {timeout}s:\n{log.read_text()}")
 

@@ -103,6 +103,7 @@ def test_sigterm_drains_every_worker(make_berth: MakeBerth, repo: str) -> None:
 
 def test_sighup_reaches_every_worker(make_berth: MakeBerth, repo: str) -> None:
     server = make_berth({"http": {"workers": WORKERS}})
+    _until(lambda: len(_answered_by(f"{server.url}/v2/", 40)) == WORKERS)  # all started
     config_file = server.workdir / "config.yml"
     config = yaml.safe_load(config_file.read_text())
     config["storage"]["maintenance"] = {"readonly": {"enabled": True}}
@@ -229,3 +230,14 @@ def test_cgroup_cpu_limits_are_read(tmp_path: Path, files: dict[str, str],
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
     assert cgroup_cpu_limit(tmp_path) == limit
+
+
+def test_workers_stop_when_the_supervisor_is_killed(make_berth: MakeBerth) -> None:
+    server = make_berth({"http": {"workers": WORKERS}})
+    workers = _workers(server)
+    assert server.proc is not None
+    server.proc.kill()
+    server.proc.wait()
+    gone, alive = psutil.wait_procs(workers, timeout=20)
+    assert not alive
+    assert server.log.read_text().count("is gone: stopping") == WORKERS
