@@ -131,7 +131,7 @@ class InFlight:
 async def _orphaned(parent: int, stop: asyncio.Event) -> None:
     """A worker whose supervisor is gone (killed: it could not pass SIGTERM on) stops
     as if told to, rather than serve on unsupervised."""
-    while os.getppid() == parent:
+    while os.getppid() == parent:  # noqa: ASYNC110 - polled: no event says a parent died
         await asyncio.sleep(1.0)
     log.error("the supervisor (pid %d) is gone: stopping", parent)
     stop.set()
@@ -252,7 +252,8 @@ async def _run(config: Config, reload: Callable[[], Config] | None = None,
                 task.add_done_callback(reloads.discard)
 
         loop.add_signal_handler(signal.SIGHUP, hangup)
-        async with background.running(_orphaned(worker.parent, stop) if worker is not None else None):
+        watch = _orphaned(worker.parent, stop) if worker is not None else None
+        async with background.running(watch):
             await stop.wait()
         app[HEALTH].draining = True  # /readyz says so first
         log.info("shutting down: %d requests in flight", in_flight.count)
