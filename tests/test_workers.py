@@ -238,6 +238,6 @@ def test_workers_stop_when_the_supervisor_is_killed(make_berth: MakeBerth) -> No
     assert server.proc is not None
     server.proc.kill()
     server.proc.wait()
-    gone, alive = psutil.wait_procs(workers, timeout=20)
+    _, alive = psutil.wait_procs(workers, timeout=20)
     assert not alive
     assert server.log.read_text().count("is gone: stopping") == WORKERS
