@@ -49,7 +49,12 @@ class Bucket:
         if storage_class:
             self.put_args["StorageClass"] = storage_class
         config = BotoConfig(
-            max_pool_connections=max_threads, retries={"mode": "standard", "total_max_attempts": 3},
+            # Connections in use at once: one per pool thread, one per copy thread, and
+            # one per blob being streamed to a client (held between reads, off the
+            # threads). A pool smaller than that closes connections it could keep
+            # ("connection pool is full"), and each request pays a new one.
+            max_pool_connections=max(128, 4 * max_threads) + COPY_CONCURRENCY,
+            retries={"mode": "standard", "total_max_attempts": 3},
             s3={"addressing_style": "path" if path_style else "auto"},
             signature_version="s3v4", request_checksum_calculation="when_required",
             response_checksum_validation="when_required", tcp_keepalive=True,
