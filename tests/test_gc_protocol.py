@@ -57,9 +57,9 @@ class GatedDriver(FilesystemDriver):
         await self._at("move", source)
         await super().move(source, destination)
 
-    async def put(self, path: str, data: bytes) -> None:
+    async def put(self, path: str, data: bytes, durable: bool = True) -> None:
         await self._at("put", path)
-        await super().put(path, data)
+        await super().put(path, data, durable)
 
     async def delete(self, path: str) -> None:
         await self._at("delete", path)

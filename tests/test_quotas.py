@@ -312,8 +312,8 @@ class _Watched(FilesystemDriver):
         super().__init__(root, fsync=False)
         self.baseline_written = asyncio.Event()
 
-    async def put(self, path: str, data: bytes) -> None:
-        await super().put(path, data)
+    async def put(self, path: str, data: bytes, durable: bool = True) -> None:
+        await super().put(path, data, durable)
         if path.endswith("/_usage/baseline"):
             self.baseline_written.set()
 

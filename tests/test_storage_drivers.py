@@ -313,3 +313,13 @@ async def test_versions_change_with_every_write(driver: StorageDriver, tmp_path:
     await driver.delete_object("v/link")
     with pytest.raises(PathNotFoundError):
         driver.version("v/link")
+
+
+async def test_put_without_durability_is_still_atomic_and_visible(driver: StorageDriver) -> None:
+    """`durable=False` (use records) may skip fsyncs, nothing else: the object is there,
+    whole, replaced like any other."""
+    await driver.put("nd/record", b"", durable=False)
+    assert await driver.is_object("nd/record") and await driver.get("nd/record") == b""
+    await driver.put("nd/record", b"second", durable=False)
+    assert await driver.get("nd/record") == b"second"
+    assert await driver.list_dir("nd") == ["record"]  # no temporary file left beside it

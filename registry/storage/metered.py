@@ -42,8 +42,8 @@ class MeteredDriver(StorageDriver):
     async def get(self, path: str) -> bytes:
         return await self._timed("GetContent", lambda: self.inner.get(path))
 
-    async def put(self, path: str, data: bytes) -> None:
-        await self._timed("PutContent", lambda: self.inner.put(path, data))
+    async def put(self, path: str, data: bytes, durable: bool = True) -> None:
+        await self._timed("PutContent", lambda: self.inner.put(path, data, durable))
 
     async def stat(self, path: str) -> FileInfo:
         return await self._timed("Stat", lambda: self.inner.stat(path))

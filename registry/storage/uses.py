@@ -44,7 +44,9 @@ class UseRecords:
 
     async def _write(self, digest: Digest) -> None:
         started = time.monotonic()  # before the write: the memory never outlives the record
-        await self.driver.put(paths.use_record(digest), b"")
+        # Not fsynced: a record lost with the machine only makes a later push of an
+        # old blob fail its check and upload again (docs/gc.md), never loses data
+        await self.driver.put(paths.use_record(digest), b"", durable=False)
         self._written[digest] = started
         self._written.move_to_end(digest)
         while len(self._written) > _REMEMBERED:

@@ -98,8 +98,10 @@ class StorageDriver(abc.ABC):
         """The whole content of a small object (links, manifests)."""
 
     @abc.abstractmethod
-    async def put(self, path: str, data: bytes) -> None:
-        """Replace an object atomically: readers see the old content or the new."""
+    async def put(self, path: str, data: bytes, durable: bool = True) -> None:
+        """Replace an object atomically: readers see the old content or the new.
+        `durable=False`: the caller does not need it to survive a crash of the machine
+        (a drive may skip its fsyncs)."""
 
     @abc.abstractmethod
     async def stat(self, path: str) -> FileInfo: ...

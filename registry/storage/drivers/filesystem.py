@@ -180,15 +180,16 @@ class FilesystemDriver(StorageDriver):
                 return
             directory = directory.parent
 
-    def _put(self, target: Path, data: bytes) -> None:
-        self._in_directory(target, lambda: self._put_in(target, data))
+    def _put(self, target: Path, data: bytes, durable: bool) -> None:
+        self._in_directory(target, lambda: self._put_in(target, data, durable))
 
-    def _put_in(self, target: Path, data: bytes) -> None:
+    def _put_in(self, target: Path, data: bytes, durable: bool) -> None:
+        durable = durable and self.fsync
         tmp = target.with_name(f".tmp-{uuid.uuid4().hex}")
         try:
             with open(tmp, "wb") as fobj:
                 fobj.write(data)
-                if self.fsync:
+                if durable:
                     fobj.flush()
                     os.fsync(fobj.fileno())
             os.replace(tmp, target)
@@ -196,11 +197,11 @@ class FilesystemDriver(StorageDriver):
             with contextlib.suppress(OSError):
                 tmp.unlink()
             raise
-        if self.fsync:
+        if durable:
             _fsync_dir(target.parent)
 
-    async def put(self, path: str, data: bytes) -> None:
-        await self.run(self._put, self._path(path), data)
+    async def put(self, path: str, data: bytes, durable: bool = True) -> None:
+        await self.run(self._put, self._path(path), data, durable)
 
     @staticmethod
     def _stat(key: str, target: Path) -> FileInfo:

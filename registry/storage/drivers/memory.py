@@ -73,7 +73,7 @@ class MemoryDriver(StorageDriver):
         except KeyError:
             raise PathNotFoundError(path) from None
 
-    async def put(self, path: str, data: bytes) -> None:
+    async def put(self, path: str, data: bytes, durable: bool = True) -> None:
         self._store(_clean(path), bytes(data))
 
     async def stat(self, path: str) -> FileInfo:

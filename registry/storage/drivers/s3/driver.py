@@ -56,7 +56,7 @@ class S3Driver(StorageDriver):
     async def get(self, path: str) -> bytes:
         return b"".join([chunk async for chunk in self.reader(path)])
 
-    async def put(self, path: str, data: bytes) -> None:
+    async def put(self, path: str, data: bytes, durable: bool = True) -> None:
         bucket = self.bucket
         await bucket.run(bucket.s3.put_object, Bucket=bucket.name, Key=bucket.key(path),
                          Body=data, **bucket.put_args)
