@@ -194,6 +194,7 @@ class Worker:
     count: int
     sockets: list[socket.socket]
     parent: int  # the supervisor
+    ready: int  # a pipe: one byte once serving
 
 
 async def _run(config: Config, reload: Callable[[], Config] | None = None,
@@ -237,6 +238,10 @@ async def _run(config: Config, reload: Callable[[], Config] | None = None,
                      ", auth" if config.auth else "",
                      ", read-only" if app[REGISTRY].read_only else "",
                      f", {worker.count} workers" if worker else "")
+        if worker is not None:
+            with contextlib.suppress(OSError):  # (a restarted worker: nobody waits)
+                os.write(worker.ready, b".")
+            os.close(worker.ready)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -75,7 +75,7 @@ def serve(config_file: str | None, listen: str | None, root: str | None,
     try:
         if worker_spec is not None:
             spec = WorkerSpec.parse(worker_spec)
-            worker = Worker(spec.index, spec.count, spec.sockets(), spec.parent)
+            worker = Worker(spec.index, spec.count, spec.sockets(), spec.parent, spec.ready)
         elif (count := worker_count(config)) > 1:
             argv = [sys.executable, "-m", "client.cli", "serve"]
             for flag, value in (("--config", config_file), ("--listen", listen),

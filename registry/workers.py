@@ -48,17 +48,20 @@ class WorkerSpec:
     count: int
     fds: tuple[int, ...]  # the main listener's socket, then the debug listener's (if any)
     parent: int  # the supervisor's pid
+    ready: int  # a pipe to write one byte to once serving
 
     def __str__(self) -> str:
-        return f"{self.index}/{self.count}:{','.join(map(str, self.fds))}@{self.parent}"
+        return (f"{self.index}/{self.count}:{','.join(map(str, self.fds))}"
+                f"@{self.parent}+{self.ready}")
 
     @classmethod
     def parse(cls, text: str) -> WorkerSpec:
+        text, _, ready = text.partition("+")
         text, _, parent = text.partition("@")
         who, _, fds = text.partition(":")
         index, _, count = who.partition("/")
         return cls(int(index), int(count), tuple(int(fd) for fd in fds.split(",") if fd),
-                   int(parent))
+                   int(parent), int(ready))
 
     def sockets(self) -> list[socket.socket]:
         return [socket.socket(fileno=fd) for fd in self.fds]
@@ -152,14 +155,31 @@ class Supervisor:
             workers.append(_Worker(index, tuple(sock.fileno() for sock in sockets)))
         return workers
 
-    def _spawn(self, worker: _Worker) -> None:
-        spec = WorkerSpec(worker.index, self.count, worker.fds, os.getpid())
+    def _spawn(self, worker: _Worker) -> int:
+        """Start a worker; returns the pipe that says when it serves (one byte; none if
+        it failed to start)."""
+        ready, ready_w = os.pipe()
+        spec = WorkerSpec(worker.index, self.count, worker.fds, os.getpid(), ready_w)
         env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": self._metrics_dir}
-        # SIGHUP ignored until the worker's loop handles it (an ignored signal stays
-        # ignored across exec): else one sent while it starts would end it
-        worker.proc = subprocess.Popen([*self.argv, "--worker", str(spec)], env=env,
-                                       pass_fds=worker.fds, preexec_fn=_ignore_hangups)
+        try:
+            # SIGHUP ignored until the worker's loop handles it (an ignored signal stays
+            # ignored across exec): else one sent while it starts would end it
+            worker.proc = subprocess.Popen([*self.argv, "--worker", str(spec)], env=env,
+                                           pass_fds=(*worker.fds, ready_w),
+                                           preexec_fn=_ignore_hangups)
+        finally:
+            os.close(ready_w)
         worker.started = time.monotonic()
+        return ready
+
+    def _start(self, worker: _Worker) -> bool:
+        """Start a worker and wait until it serves; False if it exited first."""
+        ready = self._spawn(worker)
+        try:
+            with os.fdopen(ready, "rb") as pipe:
+                return pipe.read(1) == b"."
+        except InterruptedError:
+            return False
 
     def _signal(self, workers: list[_Worker], sig: int) -> None:
         for worker in workers:
@@ -181,8 +201,20 @@ class Supervisor:
         previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
         previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, hangup)
         try:
+            # One at a time, each serving before the next starts: a worker that cannot
+            # start (a bad auth file, storage a newer Berth wrote) has said why, once;
+            # its status is the supervisor's
             for worker in workers:
-                self._spawn(worker)
+                if self.stopping:
+                    break  # (_supervise stops the ones started)
+                if not self._start(worker):
+                    assert worker.proc is not None
+                    code = worker.proc.wait()
+                    self._signal(workers, signal.SIGTERM)
+                    for other in workers:
+                        if other.proc is not None:
+                            other.proc.wait()
+                    return code if code > 0 else 1
             log.info("berth: %d workers (pids %s)", self.count,
                      " ".join(str(w.proc.pid) for w in workers if w.proc))
             return self._supervise(workers, stop_signal)
@@ -203,7 +235,7 @@ class Supervisor:
             for worker in workers:
                 if worker.proc is None:
                     if now >= worker.due:
-                        self._spawn(worker)
+                        os.close(self._spawn(worker))
                         log.info("worker %d started again (pid %d)", worker.index,
                                  worker.proc.pid if worker.proc else 0)
                     continue

@@ -30,6 +30,12 @@ def _workers(server: BerthServer) -> list[psutil.Process]:
     return psutil.Process(server.proc.pid).children()
 
 
+def _started(server: BerthServer) -> BerthServer:
+    """Once every worker serves (the server answers as soon as the first does)."""
+    _until(lambda: len(_answered_by(f"{server.url}/v2/", 40)) == WORKERS)
+    return server
+
+
 def _answered_by(url: str, tries: int = 200) -> dict[str, int]:
     """Which processes answered `tries` requests, each on a new connection (the request
     id's first half is the answering process's)."""
@@ -50,7 +56,7 @@ def _until(condition: Any, timeout: float = 20.0) -> None:
 
 
 def test_connections_spread_over_the_workers(make_berth: MakeBerth) -> None:
-    server = make_berth({"http": {"workers": WORKERS}})
+    server = _started(make_berth({"http": {"workers": WORKERS}}))
     assert len(_workers(server)) == WORKERS
     seen = _answered_by(f"{server.url}/v2/")
     assert len(seen) == WORKERS, seen
@@ -58,7 +64,7 @@ def test_connections_spread_over_the_workers(make_berth: MakeBerth) -> None:
 
 
 def test_a_killed_worker_is_replaced(make_berth: MakeBerth) -> None:
-    server = make_berth({"http": {"workers": WORKERS}})
+    server = _started(make_berth({"http": {"workers": WORKERS}}))
     before = {p.pid for p in _workers(server)}
     victim = sorted(before)[0]
     psutil.Process(victim).kill()
@@ -72,7 +78,7 @@ def test_a_killed_worker_is_replaced(make_berth: MakeBerth) -> None:
 
 def test_sigterm_drains_every_worker(make_berth: MakeBerth, repo: str) -> None:
     """Uploads in flight on both workers finish; then every process exits, status 0."""
-    server = make_berth({"http": {"workers": WORKERS, "draintimeout": "30s"}})
+    server = _started(make_berth({"http": {"workers": WORKERS, "draintimeout": "30s"}}))
     results: list[int] = []
 
     def slow_upload() -> None:
@@ -102,8 +108,7 @@ def test_sigterm_drains_every_worker(make_berth: MakeBerth, repo: str) -> None:
 
 
 def test_sighup_reaches_every_worker(make_berth: MakeBerth, repo: str) -> None:
-    server = make_berth({"http": {"workers": WORKERS}})
-    _until(lambda: len(_answered_by(f"{server.url}/v2/", 40)) == WORKERS)  # all started
+    server = _started(make_berth({"http": {"workers": WORKERS}}))
     config_file = server.workdir / "config.yml"
     config = yaml.safe_load(config_file.read_text())
     config["storage"]["maintenance"] = {"readonly": {"enabled": True}}
@@ -165,7 +170,7 @@ def _retag_seen_everywhere(server: BerthServer, repo: str, wait: float) -> None:
 
 def test_retag_is_seen_by_every_worker_at_once_on_disk(make_berth: MakeBerth,
                                                        repo: str) -> None:
-    server = make_berth({"http": {"workers": WORKERS}})
+    server = _started(make_berth({"http": {"workers": WORKERS}}))
     _retag_seen_everywhere(server, repo, wait=0)
 
 
@@ -233,7 +238,7 @@ def test_cgroup_cpu_limits_are_read(tmp_path: Path, files: dict[str, str],
 
 
 def test_workers_stop_when_the_supervisor_is_killed(make_berth: MakeBerth) -> None:
-    server = make_berth({"http": {"workers": WORKERS}})
+    server = _started(make_berth({"http": {"workers": WORKERS}}))
     workers = _workers(server)
     assert server.proc is not None
     server.proc.kill()
