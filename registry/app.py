@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from . import auth, background
+from . import auth, background, tracing
 from .api import (
     blobs,
     catalog,
@@ -65,6 +65,10 @@ def build_app(
     if prometheus.enabled and prometheus.mainlistener:
         operators.append(metricsexport.serving(prometheus.path))
         requestmetrics.name_path(prometheus.path, "metrics")
+    if (tracer := tracing.tracer()) is not None:  # outermost: a span ends once sent
+        from .api import requesttracing
+
+        app.middlewares.append(requesttracing.middleware(tracer, config.http.trustedproxies))
     # read-only refusals before access control
     # (the request id inside `middlewares`, which send the response: it adds a header)
     app.middlewares.extend([requestmetrics.in_flight, *operators, *middlewares,
@@ -283,6 +287,11 @@ def serve(config: Config, reload: Callable[[], Config] | None = None,
     """Run until SIGINT/SIGTERM; requests in flight get `http.draintimeout` to finish.
     `reload` reads the configuration again (on SIGHUP)."""
     configure_logging(config, worker.index if worker is not None else None)
-    asyncio.run(_run(config, reload, worker))
+    traced = tracing.setup(announce=worker is None or worker.index == 0)
+    try:
+        asyncio.run(_run(config, reload, worker))
+    finally:
+        if traced:
+            tracing.shutdown()  # the last spans go out
     for sig in (signal.SIGINT, signal.SIGTERM):  # stopped already: exiting, say 0
         signal.signal(sig, signal.SIG_IGN)

@@ -7,6 +7,7 @@ import contextlib
 import time
 from dataclasses import dataclass, field
 
+from .. import tracing
 from ..config import Config, GCSettings, RetentionSettings
 from . import examine, paths
 from .blobs import BlobStore
@@ -103,5 +104,11 @@ def open_driver(config: Config) -> StorageDriver:
 
 
 def open_registry(config: Config) -> Registry:
-    """The registry over the configured storage, every storage action timed (metrics)."""
-    return Registry.assemble(MeteredDriver(open_driver(config)), config)
+    """The registry over the configured storage, every storage action timed (metrics) and,
+    while tracing is on, traced."""
+    driver: StorageDriver = MeteredDriver(open_driver(config))
+    if (tracer := tracing.tracer()) is not None:
+        from .traced import TracedDriver
+
+        driver = TracedDriver(driver, tracer)
+    return Registry.assemble(driver, config)
