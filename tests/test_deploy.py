@@ -271,6 +271,8 @@ def test_compose_project_fits_together(tmp_path: Path) -> None:
     assert services["s3-bucket"]["environment"]["S3_ENDPOINT"] == \
         config.storage.s3.regionendpoint
     assert berth["depends_on"]["s3-bucket"]["condition"] == "service_completed_successfully"
+    grace = float(berth["stop_grace_period"].removesuffix("s"))
+    assert grace > config.http.shutdowndelay + config.http.draintimeout
 
     # Every ${VARIABLE} the project uses is in example.env
     text = (COMPOSE / "compose.yaml").read_text()
