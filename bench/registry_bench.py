@@ -109,7 +109,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from types import FrameType
@@ -353,12 +353,16 @@ class Server:
                     daemon.terminate()
                     _, alive = psutil.wait_procs([daemon], timeout=30)
                     for p in alive:
+                        log(None, f"{self.kind}: PID {p.pid} still running 30 s after "
+                                  "SIGTERM: SIGKILL")
                         p.kill()
             else:
                 proc.send_signal(signal.SIGTERM)
                 try:
                     proc.wait(30)
                 except subprocess.TimeoutExpired:
+                    log(None, f"{self.kind}: PID {proc.pid} still running 30 s after "
+                              "SIGTERM: SIGKILL")
                     proc.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(10)  # reap the foreground server or the launcher
@@ -1101,7 +1105,9 @@ def rows_for(params: Params, s3: bool = False) -> list[Row]:
         Row("cpu_gib", "server CPU per GiB pushed (user+sys, push rows)", "s/GiB", False, 2,
             durability=True),
     ]
-    return [row for row in rows if row.key in S3_ROWS] if s3 else rows
+    if s3:  # durability is the object store's, the same for both (no † rows)
+        return [replace(row, durability=False) for row in rows if row.key in S3_ROWS]
+    return rows
 
 
 S3_ROWS = ("push_mono", "push_chunked", "pull", "small", "cpu_gib")
@@ -1494,6 +1500,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.keep:
             log(None, f"kept {workroot}")
         else:
+            log(None, f"removing {workroot}")
             shutil.rmtree(workroot, ignore_errors=True)
     rows = rows_for(params, args.s3)
     for server in servers:
