@@ -174,12 +174,8 @@ class Supervisor:
 
     def _start(self, worker: _Worker) -> bool:
         """Start a worker and wait until it serves; False if it exited first."""
-        ready = self._spawn(worker)
-        try:
-            with os.fdopen(ready, "rb") as pipe:
-                return pipe.read(1) == b"."
-        except InterruptedError:
-            return False
+        with os.fdopen(self._spawn(worker), "rb") as ready:
+            return ready.read(1) == b"."
 
     def _signal(self, workers: list[_Worker], sig: int) -> None:
         for worker in workers:
