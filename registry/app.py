@@ -10,10 +10,10 @@ import os
 import signal
 import socket
 import ssl
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
+from aiohttp.typedefs import Middleware
 
 from . import auth, background, tracing
 from .api import (
@@ -28,10 +28,11 @@ from .api import (
     tags,
     uploads,
 )
-from .api.accesslog import trusting
+from .api.accesslog import access_logger
 from .api.common import CONFIG, REGISTRY
 from .api.framing import SpecRunner
 from .api.health import Health
+from .api.inflight import InFlight
 from .api.maintenance import read_only
 from .api.middleware import spec_errors
 from .config import Config, ConfigError, TLSSettings, split_address
@@ -41,15 +42,14 @@ from .storage import Registry, open_registry
 
 log = logging.getLogger("registry")
 HEALTH = web.AppKey("health", Health)
+IN_FLIGHT = web.AppKey("in_flight", InFlight)
 
 # The spec forbids limiting how many `?tag=` a manifest push carries: allow long URLs.
 HANDLER_ARGS = {"max_line_size": 1 << 20, "max_field_size": 1 << 16}
 
 
-def build_app(
-    config: Config, registry: Registry | None = None, middlewares: Sequence[Middleware] = (),
-    host_jobs: bool = True,
-) -> web.Application:
+def build_app(config: Config, registry: Registry | None = None,
+              host_jobs: bool = True) -> web.Application:
     """The application; `host_jobs`: also run the background work that one process per
     host does (catalog index, upload purging, scheduled GC, the scrub: worker 0's)."""
     gate: list[Middleware] = []
@@ -70,13 +70,16 @@ def build_app(
 
         app.middlewares.append(requesttracing.middleware(tracer, config.http.trustedproxies))
     # read-only refusals before access control
-    # (the request id inside `middlewares`, which send the response: it adds a header)
-    app.middlewares.extend([requestmetrics.in_flight, *operators, *middlewares,
-                            requestid.assign, spec_errors, read_only, *gate])
+    # (the request id inside `in_flight`, which sends the response: it adds a header)
+    in_flight = app[IN_FLIGHT] = InFlight()
+    app.middlewares.extend([in_flight.middleware, *operators, requestid.assign, spec_errors,
+                            read_only, *gate])
+    # Each route is told apart by its last path segments, so only uploads-before-blobs
+    # matters; manifests first: the most frequent request is routed soonest.
+    manifests.routes(app)
     catalog.routes(app)
     uploads.routes(app)  # before blobs: /blobs/uploads/ must win over /blobs/<digest>
     blobs.routes(app)
-    manifests.routes(app)
     tags.routes(app)
     referrers.routes(app)
     app.cleanup_ctx.append(health.checking)
@@ -87,49 +90,6 @@ def build_app(
     app.on_startup.insert(0, background.layout_check)  # before any background work
     app.on_cleanup.append(background.close_registry)
     return app
-
-
-class InFlight:
-    """Counts requests being handled, so shutdown can wait for them.
-
-    aiohttp's own graceful shutdown stops reading from open connections, which stalls an
-    upload that is still sending its body; Berth stops listening first, lets in-flight
-    requests finish (answering them with `Connection: close`), then closes."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.draining = False
-        self._idle = asyncio.Event()
-        self._idle.set()
-
-    @web.middleware
-    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        self.count += 1
-        self._idle.clear()
-        try:
-            response = await handler(request)
-            if self.draining:
-                response.force_close()
-            # Sent here, inside the count: a blob's body (sendfile) goes out in `prepare`,
-            # and shutdown must wait for it. A client gone meanwhile is aiohttp's to
-            # notice again as it finishes the response (and to log).
-            with contextlib.suppress(ConnectionError):
-                await response.prepare(request)
-            return response
-        finally:
-            self.count -= 1
-            if self.count == 0:
-                self._idle.set()
-
-    async def drain(self, quiet: float = 0.5) -> None:
-        """Return once no request has been running for `quiet` seconds: a request whose
-        bytes arrived just before the signal gets to start, and finish."""
-        self.draining = True
-        while True:
-            await self._idle.wait()
-            await asyncio.sleep(quiet)
-            if self.count == 0:
-                return
 
 
 async def _orphaned(parent: int, stop: asyncio.Event) -> None:
@@ -204,13 +164,13 @@ class Worker:
 async def _run(config: Config, reload: Callable[[], Config] | None = None,
                worker: Worker | None = None) -> None:
     host, port = split_address(config.http.addr)
-    in_flight = InFlight()
-    app = build_app(config, middlewares=[in_flight.middleware],
-                    host_jobs=worker is None or worker.index == 0)
+    app = build_app(config, host_jobs=worker is None or worker.index == 0)
+    in_flight = app[IN_FLIGHT]
     access_log = logging.getLogger("registry.access")  # (the metrics need it even when off)
     access_log.disabled = config.log.accesslog.disabled
     runner = SpecRunner(app, access_log=access_log,
-                        access_log_class=trusting(config.http.trustedproxies),
+                        access_log_class=access_logger(config.http.trustedproxies,
+                                                        config.log.formatter == "json"),
                         shutdown_timeout=5.0,
                         head_timeout=config.http.readheadertimeout,
                         keepalive_timeout=config.http.idletimeout)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from contextvars import ContextVar
 from typing import Any
 
@@ -20,10 +21,30 @@ class _RequestId(logging.Filter):
         return True
 
 
+class _SecondCache:
+    """`formatTime` strings made once per second (the access log asks for one per
+    request); the milliseconds are added per record, as logging does."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._text = ""
+
+    def time(self, formatter: logging.Formatter, record: logging.LogRecord) -> str:
+        second = int(record.created)
+        if second != self._second:
+            self._text = time.strftime("%Y-%m-%d %H:%M:%S", formatter.converter(second))
+            self._second = second
+        return f"{self._text},{int(record.msecs):03d}"  # (logging's own format)
+
+
 class JsonFormatter(logging.Formatter):
     def __init__(self, fields: dict[str, str]) -> None:
         super().__init__()
         self.fields = fields
+        self._times = _SecondCache()
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return self._times.time(self, record)
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -45,6 +66,10 @@ class TextFormatter(logging.Formatter):
     def __init__(self, fields: dict[str, str]) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
         self.suffix = "".join(f" {k}={v}" for k, v in fields.items())
+        self._times = _SecondCache()
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return self._times.time(self, record)
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record) + self.suffix
@@ -63,3 +88,7 @@ def configure_logging(config: Config, worker: int | None = None) -> None:
                          else TextFormatter(fields))
     handler.addFilter(_RequestId())
     logging.basicConfig(level=level, handlers=[handler], force=True)
+    # No line shows where it was logged from, or the thread or process: logging need not
+    # look them up for every record (its documented optimisations).
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False

@@ -15,6 +15,7 @@ request id.
 
 from __future__ import annotations
 
+import logging
 import time
 from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 
@@ -28,39 +29,52 @@ from .requestmetrics import body_bytes, handler_name, observe, route_match
 
 
 class AccessLogger(AbstractAccessLogger):
+    trusted: tuple[IPv4Network | IPv6Network, ...] = ()
+    structured = False  # the JSON formatter: the entry's fields go with the line
+
     def log(self, request: BaseRequest, response: StreamResponse, duration: float) -> None:
         observe(request, response, duration)
-        if self.logger.disabled:  # log.accesslog.disabled
-            return
+        if self.logger.disabled or not self.logger.isEnabledFor(logging.INFO):
+            return  # (log.accesslog.disabled, or log.level above info)
         user = access(request).user
-        when = time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime())
         version = request.version
         headers = request.headers
         sent = body_bytes(request, response)
-        rid = request_id(request)
         client = client_address(request, self.trusted)
-        self.logger.info(
-            '%s - %s [%s] "%s %s HTTP/%d.%d" %d %d "%s" "%s" %.3f',
-            client or "-", user or "-", when, request.method, request.path_qs,
-            version.major, version.minor, response.status, sent,
-            headers.get("Referer", "-"), headers.get("User-Agent", "-"), duration,
-            extra={"request_id": rid, "access": {
+        line = (f'{client or "-"} - {user or "-"} [{_now()}] "{request.method} '
+                f'{request.path_qs} HTTP/{version.major}.{version.minor}" {response.status} '
+                f'{sent} "{headers.get("Referer", "-")}" "{headers.get("User-Agent", "-")}" '
+                f"{duration:.3f}")
+        extra: dict[str, object] = {"request_id": request_id(request)}
+        if self.structured:
+            extra["access"] = {
                 "method": request.method, "path": request.path, "route": handler_name(request),
                 "repository": _repository(request), "status": response.status,
                 "bytes": sent, "duration": round(duration, 6), "client": client,
                 "peer": request.remote, "user": user,
                 "user_agent": headers.get("User-Agent"),
-            }},
-        )
-
-    trusted: tuple[IPv4Network | IPv6Network, ...] = ()
+            }
+        self.logger.info(line, extra=extra)
 
 
-def trusting(proxies: tuple[str, ...]) -> type[AccessLogger]:
-    """The access logger for `http.trustedproxies`: from those peers, the client is the
-    address they name in `X-Forwarded-For`."""
+_stamp: tuple[int, str] = (-1, "")
+
+
+def _now() -> str:
+    """The time in the combined format, made once per second."""
+    global _stamp  # (a one-entry cache)
+    second = int(time.time())
+    if second != _stamp[0]:
+        _stamp = (second, time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(second)))
+    return _stamp[1]
+
+
+def access_logger(proxies: tuple[str, ...], structured: bool) -> type[AccessLogger]:
+    """The access logger for `http.trustedproxies` (from those peers, the client is the
+    address they name in `X-Forwarded-For`) and the log's format."""
     networks = tuple(ip_network(p, strict=False) for p in proxies)
-    return type("TrustingAccessLogger", (AccessLogger,), {"trusted": networks})
+    return type("BerthAccessLogger", (AccessLogger,),
+                {"trusted": networks, "structured": structured})
 
 
 def client_address(request: BaseRequest,

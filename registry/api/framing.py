@@ -12,7 +12,9 @@ which a TLS client cannot read).
 
 Slow clients: request headers must arrive whole within `http.readheadertimeout` of the
 connection opening or of their first byte, else the connection is closed (a few hundred
-connections trickling headers would otherwise hold their file descriptors for ever).
+connections trickling headers would otherwise hold their file descriptors for ever). The
+deadlines are checked every quarter of the timeout (a second at most), so a connection
+is closed at most that much after its deadline.
 """
 
 from __future__ import annotations
@@ -54,42 +56,37 @@ def _reason(message: str) -> str:
 
 
 class _Handler(RequestHandler):
-    def __init__(self, manager: web.Server, *, head_timeout: float, **kwargs: Any) -> None:
+    def __init__(self, manager: _Server, *, head_timeout: float, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
+        self._server = manager
         self._head_timeout = head_timeout
-        self._head_timer: asyncio.TimerHandle | None = None
+        self._head_since: float | None = None  # waiting for a request's head since
         self._last_payload: Any = None  # of the newest request parsed
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        self._start_head_timer()
+        self._head_since = self._server.loop_time()
+        self._server.watch_heads()
 
     def data_received(self, data: bytes) -> None:
-        if self._head_timer is None and (self._last_payload is None
+        if self._head_since is None and (self._last_payload is None
                                          or self._last_payload.is_eof()):
-            self._start_head_timer()  # the first bytes of the next request's head
+            self._head_since = self._server.loop_time()  # the next request's first bytes
         parsed = self._request_count
         super().data_received(data)
         if self._request_count > parsed:  # its headers are in
             self._last_payload = self._messages[-1][1] if self._messages else None
-            self._stop_head_timer()
+            self._head_since = None
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        self._stop_head_timer()
+        self._head_since = None
         super().connection_lost(exc)
 
-    def _start_head_timer(self) -> None:
-        self._stop_head_timer()
-        self._head_timer = asyncio.get_running_loop().call_later(
-            self._head_timeout, self._head_too_slow)
-
-    def _stop_head_timer(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
-
-    def _head_too_slow(self) -> None:
-        self._head_timer = None
+    def check_head(self, now: float) -> None:
+        """Close the connection if a request's head has taken too long."""
+        if self._head_since is None or now - self._head_since < self._head_timeout:
+            return
+        self._head_since = None
         if self.transport is not None:
             log.debug("closed a connection whose request headers took over %.0fs",
                       self._head_timeout)
@@ -111,10 +108,32 @@ class _Handler(RequestHandler):
 
 
 class _Server(web.Server):
+    """Makes `_Handler` connections and checks their heads' deadlines: one timer for all
+    connections, every quarter of the timeout (a second at most), rather than a timer
+    set and cancelled per request."""
+
     head_timeout: float
+    _sweep: asyncio.TimerHandle | None = None
 
     def __call__(self) -> RequestHandler:
         return _Handler(self, loop=self._loop, head_timeout=self.head_timeout, **self._kwargs)
+
+    def loop_time(self) -> float:
+        return self._loop.time()
+
+    def watch_heads(self) -> None:
+        if self._sweep is None:
+            interval = min(self.head_timeout / 4, 1.0)
+            self._sweep = self._loop.call_later(interval, self._check_heads)
+
+    def _check_heads(self) -> None:
+        self._sweep = None
+        now = self._loop.time()
+        for handler in list(self._connections):
+            if isinstance(handler, _Handler):
+                handler.check_head(now)
+        if self._connections:
+            self.watch_heads()
 
 
 class SpecRunner(web.AppRunner):

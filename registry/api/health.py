@@ -21,6 +21,7 @@ from ..storage import Registry
 log = logging.getLogger("registry.health")
 
 LIVE, READY, DEBUG_HEALTH = "/livez", "/readyz", "/debug/health"
+_PROBES = frozenset({LIVE, READY, DEBUG_HEALTH})
 PROBE_TIMEOUT = 10.0  # seconds a storage check may take before it counts as failed
 
 
@@ -92,15 +93,15 @@ class Health:
                             content_type="application/json")
 
     def routes(self) -> dict[str, Handler]:
+        """The probes by path (every path is in _PROBES)."""
         return {LIVE: self.live, READY: self.ready, DEBUG_HEALTH: self.debug_health}
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """Answers the probes ahead of access control (they need no credentials)."""
-        probe = self.routes().get(request.path)
-        if probe is not None and request.method in ("GET", "HEAD"):
-            return await probe(request)
-        return await handler(request)
+        if request.path not in _PROBES or request.method not in ("GET", "HEAD"):
+            return await handler(request)
+        return await self.routes()[request.path](request)
 
     async def checking(self, app: web.Application) -> AsyncIterator[None]:
         """cleanup_ctx: the background storage check, while the app runs."""

@@ -4,11 +4,13 @@ other), never by repository or digest."""
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from aiohttp import web
-from aiohttp.typedefs import Handler
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 from aiohttp.web_urldispatcher import UrlMappingMatchInfo
+from prometheus_client.metrics import Counter, Histogram
 
 from .. import metrics
 from ..auth import TOKEN_PATH
@@ -54,8 +56,14 @@ def handler_name(request: BaseRequest) -> str:
 
 
 def body_bytes(request: BaseRequest, response: StreamResponse) -> int:
-    """The bytes the response body carried, sendfile included: aiohttp counts all it wrote,
-    so the status line and headers (serialized as it does) come off."""
+    """The bytes the response body carried, sendfile included."""
+    if type(response) is web.Response:  # a body in memory (most answers): its length
+        body = response.body
+        if isinstance(body, bytes):
+            bodiless = request.method == "HEAD" or response.status in (204, 304)
+            return 0 if bodiless else len(body)
+    # Otherwise what aiohttp counted as written, less the status line and headers
+    # (serialized as it does).
     version = request.version
     head = len(f"HTTP/{version.major}.{version.minor} {response.status} "
                f"{response.reason}\r\n".encode()) + 2
@@ -63,22 +71,22 @@ def body_bytes(request: BaseRequest, response: StreamResponse) -> int:
     return max(response.body_length - head, 0)
 
 
-@web.middleware
-async def in_flight(request: web.Request, handler: Handler) -> web.StreamResponse:
-    gauge = metrics.HTTP_IN_FLIGHT.labels(handler_name(request))
-    gauge.inc()
-    try:
-        return await handler(request)
-    finally:
-        gauge.dec()
+# The labelled series, looked up once (prometheus_client's `labels` takes a lock and
+# builds a key each time). Bounded: route names, status codes, methods.
+@lru_cache(maxsize=1024)
+def _series(name: str, code: int, method: str) -> tuple[Counter, Histogram, Histogram,
+                                                        Histogram]:
+    return (metrics.HTTP_REQUESTS.labels(name, str(code), method),
+            metrics.HTTP_DURATION.labels(name, method),
+            metrics.HTTP_REQUEST_SIZE.labels(name), metrics.HTTP_RESPONSE_SIZE.labels(name))
 
 
 def observe(request: BaseRequest, response: StreamResponse, duration: float) -> None:
     """After the response went out (called by the access logger: aiohttp's one hook that
     sees the bytes really sent, sendfile included)."""
-    name = handler_name(request)
-    method = request.method.lower()
-    metrics.HTTP_REQUESTS.labels(name, str(response.status), method).inc()
-    metrics.HTTP_DURATION.labels(name, method).observe(duration)
-    metrics.HTTP_REQUEST_SIZE.labels(name).observe(getattr(request.content, "total_bytes", 0))
-    metrics.HTTP_RESPONSE_SIZE.labels(name).observe(body_bytes(request, response))
+    requests, durations, request_size, response_size = _series(
+        handler_name(request), response.status, request.method.lower())
+    requests.inc()
+    durations.observe(duration)
+    request_size.observe(getattr(request.content, "total_bytes", 0))
+    response_size.observe(body_bytes(request, response))

@@ -105,6 +105,7 @@ class FilesystemDriver(StorageDriver):
 
     def __init__(self, root: str | Path, max_threads: int = 32, fsync: bool = True) -> None:
         self.root = Path(root).resolve()
+        self._root = str(self.root)
         self.fsync = fsync
         self._pool = ThreadPoolExecutor(max_threads, thread_name_prefix="berth-fs")
 
@@ -138,7 +139,7 @@ class FilesystemDriver(StorageDriver):
         file modified within the last second: any later replacement then has a later
         modification time than the one recorded."""
         try:
-            found = os.stat(os.path.join(self.root, *key_parts(path)))
+            found = os.stat(f"{self._root}/{'/'.join(key_parts(path))}")
         except (FileNotFoundError, NotADirectoryError):
             raise PathNotFoundError(path) from None
         except OSError:
